@@ -1,0 +1,325 @@
+"""The on-disk layout of a zarrmux corpus: one Zarr v3 group, a few arrays.
+
+This module is the contract between the writer (:mod:`zarrmux.convert`) and
+the readers (:mod:`zarrmux.corpus`): the paths, attributes and index arrays
+of a corpus, how the default chunking is chosen, and the commit protocol that
+keeps a store valid whatever happens to the writer.
+
+Layout
+------
+::
+
+    corpus.zarr/
+      zarr.json            root group; attributes["zarrmux"] = CorpusMeta
+      X/                   one array per key, all entries' rows concatenated
+      Y/                   along axis 0 ("row"), sharded, blosc-compressed
+      index/               the entry index, one 1-D array per field, dim "entry"
+        name  start  rows  source  checksum  fingerprint
+
+* Every key is one array of shape ``(rows_total, *trailing_shape)`` with
+  ``dimension_names = ("row", "<key>_1", ...)``.  An entry is the row range
+  ``[start, start + rows)`` of every key.  Opening a corpus reads a constant
+  number of objects (root, one metadata document and one chunk per array),
+  and stored objects grow with bytes (shards), not with entries.
+* Entries are written in *units*: runs of consecutive entries whose region
+  starts on a shard boundary, so concurrent writers never share a shard.
+  Rows between units are never written (they hold the fill value and take no
+  storage) and belong to no entry.
+* ``index/*`` arrays hold at least ``n_entries`` elements; only the first
+  ``n_entries`` are valid.  Entry position ``i`` is index row ``i``.
+* ``checksum`` is ``"sha256:<hex>"`` over every key in sorted key order: the
+  key name, dtype string and shape, then the C-order bytes of the data
+  (see :func:`entry_hasher`).  ``fingerprint`` is ``"<size>:<mtime_ns>"`` of
+  the source file(s), used to skip unchanged sources on a rerun.
+
+Commit protocol
+---------------
+1. Data arrays are resized to cover the planned region (metadata write).
+2. A unit's rows are written (whole shards where possible).
+3. The unit's entries are written to ``index/*`` rows ``[n, n + k)``.
+4. The root attributes are rewritten with ``n_entries = n + k``: the commit.
+
+Each metadata document is replaced atomically by the store (zarr's
+``LocalStore`` writes a temporary file and renames it; object stores replace
+whole objects), so a writer killed at any moment leaves every entry either
+committed (complete, indexed) or absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from .exceptions import CorpusError
+
+__all__ = [
+    "ATTR_KEY",
+    "FORMAT_VERSION",
+    "INDEX_GROUP",
+    "INDEX_FIELDS",
+    "KeySpec",
+    "CorpusMeta",
+    "EntryRecord",
+    "default_chunk_rows",
+    "default_shard_rows",
+    "make_compressors",
+    "create_corpus",
+    "read_meta",
+    "write_meta",
+    "read_index",
+    "commit_entries",
+    "entry_hasher",
+    "shard_ceil",
+]
+
+ATTR_KEY = "zarrmux"
+FORMAT_VERSION = 1
+INDEX_GROUP = "index"
+#: index field -> numpy dtype used for the index arrays
+INDEX_FIELDS: dict[str, Any] = {
+    "name": str,
+    "start": np.int64,
+    "rows": np.int64,
+    "source": str,
+    "checksum": str,
+    "fingerprint": str,
+}
+INDEX_CHUNK = 1 << 17  # entries per index chunk: one object per 131072 entries
+
+#: target decoded size of an inner chunk: small, so a 16-row window decodes little
+CHUNK_TARGET_BYTES = 32 * 1024
+#: target decoded size of a shard of the widest key: large, few objects
+SHARD_TARGET_BYTES = 32 * 1024 * 1024
+CODECS = ("lz4", "zstd", "none")
+DEFAULT_LEVEL = {"lz4": 5, "zstd": 3, "none": 0}
+
+
+def _pow2_floor(x: float) -> int:
+    x = max(1, int(x))
+    return 1 << (x.bit_length() - 1)
+
+
+def default_chunk_rows(row_bytes: int) -> int:
+    """Rows per inner chunk: the power of two nearest below ``CHUNK_TARGET_BYTES``.
+
+    Parameters
+    ----------
+    row_bytes : int > 0
+        Decoded bytes of one row of the key.
+    """
+    return _pow2_floor(CHUNK_TARGET_BYTES / max(1, row_bytes))
+
+
+def default_shard_rows(row_bytes: Iterable[int], chunk_rows: Iterable[int]) -> int:
+    """Rows per shard, shared by every key: about ``SHARD_TARGET_BYTES`` of the widest key.
+
+    A power of two that is a multiple of every key's ``chunk_rows``.
+    """
+    widest = max(row_bytes, default=1)
+    rows = _pow2_floor(SHARD_TARGET_BYTES / max(1, widest))
+    return max([rows, *chunk_rows])
+
+
+def make_compressors(codec: str, level: int | None, itemsize: int) -> tuple[Any, ...]:
+    """The compressor chain for ``codec`` in ``{'lz4', 'zstd', 'none'}``."""
+    if codec not in CODECS:
+        raise ValueError(f"codec={codec!r} is not one of {CODECS}")
+    if codec == "none":
+        return ()
+    clevel = DEFAULT_LEVEL[codec] if level is None else int(level)
+    return (BloscCodec(cname=codec, clevel=clevel, shuffle="shuffle", typesize=max(1, itemsize)),)
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """What every entry stores under one key."""
+
+    dtype: str  #: numpy dtype string, e.g. ``"<f4"``
+    trailing_shape: tuple[int, ...]  #: shape of one row
+    chunk_rows: int  #: rows per inner chunk
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.dtype(self.dtype).itemsize * int(np.prod(self.trailing_shape, dtype=np.int64)))
+
+
+@dataclass
+class CorpusMeta:
+    """The root group's ``attributes["zarrmux"]``."""
+
+    keys: dict[str, KeySpec]
+    shard_rows: int
+    codec: str = "lz4"
+    level: int | None = None
+    n_entries: int = 0  #: committed entries; index rows beyond this are ignored
+    rows_allocated: int = 0  #: end of the last committed unit
+    format: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["keys"] = {
+            k: {"dtype": v.dtype, "trailing_shape": list(v.trailing_shape), "chunk_rows": v.chunk_rows}
+            for k, v in self.keys.items()
+        }
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "CorpusMeta":
+        keys = {
+            k: KeySpec(v["dtype"], tuple(int(s) for s in v["trailing_shape"]), int(v["chunk_rows"]))
+            for k, v in d["keys"].items()
+        }
+        return cls(
+            keys=keys,
+            shard_rows=int(d["shard_rows"]),
+            codec=d.get("codec", "lz4"),
+            level=d.get("level"),
+            n_entries=int(d["n_entries"]),
+            rows_allocated=int(d["rows_allocated"]),
+            format=int(d.get("format", FORMAT_VERSION)),
+            extra=dict(d.get("extra", {})),
+        )
+
+
+@dataclass(frozen=True)
+class EntryRecord:
+    """One row of the index."""
+
+    name: str
+    start: int
+    rows: int
+    source: str = ""
+    checksum: str = ""
+    fingerprint: str = ""
+
+
+def shard_ceil(row: int, shard_rows: int) -> int:
+    """The first shard boundary at or after ``row``."""
+    return -(-row // shard_rows) * shard_rows
+
+
+def create_corpus(
+    dest: Any,
+    keys: Mapping[str, KeySpec],
+    *,
+    shard_rows: int,
+    codec: str = "lz4",
+    level: int | None = None,
+) -> zarr.Group:
+    """Create an empty corpus at ``dest`` (a path or any zarr ``StoreLike``)."""
+    if not keys:
+        raise ValueError("a corpus needs at least one key")
+    for k, spec in keys.items():
+        if shard_rows % spec.chunk_rows:
+            raise ValueError(
+                f"shard_rows={shard_rows} must be a multiple of chunk_rows={spec.chunk_rows} (key {k!r})"
+            )
+    meta = CorpusMeta(keys=dict(keys), shard_rows=shard_rows, codec=codec, level=level)
+    root = zarr.open_group(dest, mode="w", zarr_format=3, attributes={ATTR_KEY: meta.to_json()})
+    for k, spec in keys.items():
+        dt = np.dtype(spec.dtype)
+        root.create_array(
+            k,
+            shape=(0, *spec.trailing_shape),
+            dtype=dt,
+            chunks=(spec.chunk_rows, *spec.trailing_shape),
+            shards=(shard_rows, *spec.trailing_shape),
+            compressors=make_compressors(codec, level, dt.itemsize),
+            fill_value=np.zeros((), dtype=dt).item() if dt.kind != "b" else False,
+            dimension_names=("row", *[f"{k}_{i}" for i in range(1, 1 + len(spec.trailing_shape))]),
+        )
+    index = root.create_group(INDEX_GROUP)
+    for fname, dt in INDEX_FIELDS.items():
+        index.create_array(fname, shape=(0,), dtype=dt, chunks=(INDEX_CHUNK,), dimension_names=("entry",))
+    return root
+
+
+def read_meta(root: zarr.Group) -> CorpusMeta:
+    """The corpus metadata of an open root group; :class:`CorpusError` if it is not a corpus."""
+    d = root.attrs.get(ATTR_KEY)
+    if not isinstance(d, Mapping) or "keys" not in d:
+        raise CorpusError(f"{root.store} is not a zarrmux corpus (no '{ATTR_KEY}' attribute in its root group)")
+    meta = CorpusMeta.from_json(d)
+    if meta.format > FORMAT_VERSION:
+        raise CorpusError(f"{root.store}: corpus format {meta.format} is newer than this zarrmux ({FORMAT_VERSION})")
+    return meta
+
+
+def write_meta(root: zarr.Group, meta: CorpusMeta) -> None:
+    """Rewrite the root attributes: the commit point of every change."""
+    root.attrs.update({ATTR_KEY: meta.to_json()})
+
+
+def read_index(root: zarr.Group, n_entries: int | None = None) -> dict[str, np.ndarray]:
+    """The first ``n_entries`` (default: the committed count) rows of every index field."""
+    if n_entries is None:
+        n_entries = read_meta(root).n_entries
+    index = root[INDEX_GROUP]
+    out: dict[str, np.ndarray] = {}
+    for fname in INDEX_FIELDS:
+        arr = index[fname]
+        out[fname] = np.asarray(arr[:n_entries]) if n_entries else np.empty(0, dtype=arr.dtype.to_native_dtype() if hasattr(arr.dtype, "to_native_dtype") else object)
+    return out
+
+
+def commit_entries(root: zarr.Group, records: Sequence[EntryRecord], *, rows_allocated: int) -> CorpusMeta:
+    """Append ``records`` to the index and commit them (steps 3 and 4 of the protocol).
+
+    The data of every record must already be written.  Returns the new metadata.
+    """
+    meta = read_meta(root)
+    n, k = meta.n_entries, len(records)
+    index = root[INDEX_GROUP]
+    if k:
+        for fname in INDEX_FIELDS:
+            arr = index[fname]
+            if arr.shape[0] < n + k:
+                arr.resize((n + k,))
+            values = [getattr(r, fname) for r in records]
+            arr[n : n + k] = np.asarray(values, dtype=INDEX_FIELDS[fname] if INDEX_FIELDS[fname] is not str else object)
+    meta.n_entries = n + k
+    meta.rows_allocated = max(meta.rows_allocated, int(rows_allocated))
+    write_meta(root, meta)
+    return meta
+
+
+def entry_hasher() -> "EntryHasher":
+    """A streaming checksum for one entry (feed keys in sorted order, rows in order)."""
+    return EntryHasher()
+
+
+class EntryHasher:
+    """``sha256`` over (key, dtype, shape) headers and C-order data bytes.
+
+    Call :meth:`begin_key` once per key in sorted key order, then
+    :meth:`update` with consecutive row blocks of that key.
+    """
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+
+    def begin_key(self, key: str, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        self._h.update(f"{key}|{np.dtype(dtype).str}|{tuple(int(s) for s in shape)}\n".encode())
+
+    def update(self, block: np.ndarray) -> None:
+        self._h.update(memoryview(np.ascontiguousarray(block)).cast("B"))
+
+    def hexdigest(self) -> str:
+        return "sha256:" + self._h.hexdigest()
+
+
+def checksum_arrays(arrays: Mapping[str, np.ndarray]) -> str:
+    """The checksum of a whole in-memory entry (``{key: array}``)."""
+    h = EntryHasher()
+    for key in sorted(arrays):
+        a = np.asarray(arrays[key])
+        h.begin_key(key, a.dtype, a.shape)
+        h.update(a)
+    return h.hexdigest()

@@ -1,0 +1,3 @@
+"""The package version."""
+
+version = "0.1.0"
