@@ -1,0 +1,198 @@
+"""The ``Streamer``: a restartable wrapper around a generator function or iterable.
+
+Same names, signatures and semantics as pescador 3.0's ``core`` module:
+activation works on a deep copy, so one definition can be started many times.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import copy
+import functools
+import inspect
+import math
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from typing import Any
+
+from .exceptions import PescadorError
+
+__all__ = ["Streamer", "streamable"]
+
+
+class Streamer:
+    """A wrapper for recycling iterables and generator functions.
+
+    Wrapping gives two features: a ``Streamer`` can be serialised (if what it
+    wraps can), and it can start its generator many times.
+
+    Parameters
+    ----------
+    streamer : iterable, generator function or Streamer
+        What to stream from.
+    *args, **kwargs
+        Passed to ``streamer()`` if it is callable.
+
+    Raises
+    ------
+    PescadorError
+        If ``streamer`` is neither a generator function nor iterable.
+
+    Examples
+    --------
+    >>> def my_generator(n):
+    ...     for i in range(n):
+    ...         yield i
+    >>> stream = Streamer(my_generator, 5)
+    >>> list(stream)
+    [0, 1, 2, 3, 4]
+    >>> list(stream(max_iter=3))
+    [0, 1, 2]
+    >>> list(stream.cycle(max_iter=7))
+    [0, 1, 2, 3, 4, 0, 1]
+    """
+
+    def __init__(self, streamer: Any, *args: Any, **kwargs: Any) -> None:
+        if not (inspect.isgeneratorfunction(streamer) or isinstance(streamer, (collections.abc.Iterable, Streamer))):
+            raise PescadorError("`streamer` must be an iterable or callable function that returns an iterable object.")
+        self.streamer = streamer
+        self.args = args
+        self.kwargs = kwargs
+        #: how many activated copies of this streamer are open
+        self.active_count_ = 0
+        #: the running iterator; set only on an activated copy
+        self.stream_: Iterator[Any] | None = None
+
+    def __copy__(self) -> "Streamer":
+        cls = self.__class__
+        result = cls.__new__(cls)
+        result.__dict__.update(self.__dict__)
+        return result
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "Streamer":
+        cls = self.__class__
+        result = cls.__new__(cls)
+        memo[id(self)] = result
+        for k, v in self.__dict__.items():
+            setattr(result, k, copy.deepcopy(v, memo))
+        return result
+
+    def __enter__(self, *args: Any, **kwargs: Any) -> "Streamer":
+        if self.is_activated_copy:
+            return self
+        active = copy.deepcopy(self)
+        active._activate()
+        self.active_count_ += 1
+        return active
+
+    def __exit__(self, *exc: Any) -> bool:
+        if not self.is_activated_copy:
+            self.active_count_ -= 1
+            if self.active_count_ < 0:
+                raise PescadorError(f"Active stream count passed below 0 for {self}")
+        return False
+
+    @property
+    def active(self) -> int:
+        """The number of open activated copies (truthy while any is open)."""
+        return self.active_count_
+
+    @property
+    def is_activated_copy(self) -> bool:
+        """True on an activated copy of the original streamer."""
+        return self.stream_ is not None
+
+    def _activate(self) -> None:
+        """Start the stream on this (copied) object."""
+        if callable(self.streamer):
+            self.stream_ = self.streamer(*self.args, **self.kwargs)
+        else:
+            self.stream_ = iter(self.streamer)
+
+    def iterate(self, max_iter: float | None = None) -> Iterator[Any]:
+        """Yield the items of one activation.
+
+        Parameters
+        ----------
+        max_iter : None or int > 0
+            Maximum number of items; ``None`` exhausts the stream.
+
+        Yields
+        ------
+        obj : the items of the wrapped stream
+        """
+        with self as active:
+            stream = active.stream_
+            assert stream is not None
+            if max_iter is None or max_iter == math.inf:
+                yield from stream
+                return
+            yield from islice(stream, max(0, math.ceil(max_iter)))
+            # pescador pulls (and drops) one more item before it sees the limit;
+            # do the same, so streams with side effects stay in step.
+            for _ in stream:
+                break
+
+    def cycle(self, max_iter: int | None = None) -> Iterator[Any]:
+        """Yield items forever, restarting the stream whenever it ends.
+
+        Parameters
+        ----------
+        max_iter : None or int > 0
+            Maximum number of items; ``None`` iterates indefinitely.
+        """
+        count = 0
+        while True:
+            for obj in self.iterate():
+                count += 1
+                if max_iter is not None and count > max_iter:
+                    return
+                yield obj
+
+    def __call__(self, max_iter: int | None = None, cycle: bool = False) -> Iterator[Any]:
+        """Iterate like :meth:`iterate`, or like :meth:`cycle` if ``cycle``.
+
+        Parameters
+        ----------
+        max_iter : None or int > 0
+            Maximum number of items.
+        cycle : bool
+            If True, restart the stream whenever it ends.
+        """
+        if cycle:
+            yield from self.cycle(max_iter=max_iter)
+        else:
+            yield from self.iterate(max_iter=max_iter)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.iterate()
+
+    def generate(self, max_batches: int | None = None) -> Iterator[Any]:
+        """Deprecated pescador 1.x name of :meth:`iterate` (``max_batches`` is ``max_iter``)."""
+        warnings.warn(
+            f"{type(self).__name__}.generate(max_batches=...) is deprecated (pescador 1.x); "
+            "use .iterate(max_iter=...) instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.iterate(max_iter=max_batches)
+
+
+def streamable(function: Callable[..., Iterable[Any]]) -> Callable[..., Streamer]:
+    """Decorate a generator function so that calling it returns a :class:`Streamer`.
+
+    Examples
+    --------
+    >>> @streamable
+    ... def count(n):
+    ...     yield from range(n)
+    >>> list(count(3))
+    [0, 1, 2]
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Streamer:
+        return Streamer(function, *args, **kwargs)
+
+    return wrapper
