@@ -74,6 +74,7 @@ __all__ = [
     "write_meta",
     "read_index",
     "commit_entries",
+    "UPDATES_KEY",
     "entry_hasher",
     "shard_ceil",
 ]
@@ -266,27 +267,83 @@ def read_index(root: zarr.Group, n_entries: int | None = None) -> dict[str, np.n
     for fname in INDEX_FIELDS:
         arr = index[fname]
         out[fname] = np.asarray(arr[:n_entries]) if n_entries else np.empty(0, dtype=arr.dtype.to_native_dtype() if hasattr(arr.dtype, "to_native_dtype") else object)
+    journal = root.attrs.get(ATTR_KEY, {}).get("extra", {}).get(UPDATES_KEY)
+    if journal:  # committed row updates whose index rows may not all be written yet
+        for p, rec in journal.items():
+            p = int(p)
+            if p < n_entries:
+                for fname in INDEX_FIELDS:
+                    if out[fname].dtype.kind == "U":  # fixed width: avoid truncating
+                        out[fname] = out[fname].astype(object)
+                    out[fname][p] = rec[fname]
     return out
 
 
-def commit_entries(root: zarr.Group, records: Sequence[EntryRecord], *, rows_allocated: int) -> CorpusMeta:
+def _write_index_rows(index: zarr.Group, rows: Mapping[int, EntryRecord]) -> None:
+    """Write ``{position: record}`` into the ``index/*`` arrays (contiguous runs in one call)."""
+    if not rows:
+        return
+    positions = sorted(rows)
+    runs: list[list[int]] = [[positions[0]]]
+    for p in positions[1:]:
+        if p == runs[-1][-1] + 1:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    for fname in INDEX_FIELDS:
+        arr = index[fname]
+        if arr.shape[0] < positions[-1] + 1:
+            arr.resize((positions[-1] + 1,))
+        for run in runs:
+            values = [getattr(rows[p], fname) for p in run]
+            arr[run[0] : run[-1] + 1] = np.asarray(
+                values, dtype=INDEX_FIELDS[fname] if INDEX_FIELDS[fname] is not str else object
+            )
+
+
+#: ``meta.extra`` key of the index-update journal (see :func:`commit_entries`)
+UPDATES_KEY = "index_updates"
+
+
+def commit_entries(
+    root: zarr.Group,
+    records: Sequence[EntryRecord],
+    *,
+    rows_allocated: int,
+    updates: Mapping[int, EntryRecord] | None = None,
+) -> CorpusMeta:
     """Append ``records`` to the index and commit them (steps 3 and 4 of the protocol).
 
     The data of every record must already be written.  Returns the new metadata.
+
+    ``updates`` (``{position: record}``, positions < ``n_entries``) replace
+    existing index rows (``overwrite``).  A row update touches several
+    objects, so it is journalled: the root attributes commit the appended
+    records together with ``extra["index_updates"]``; the index rows are then
+    rewritten and the journal cleared.  :func:`read_index` applies a journal
+    left by a killed writer, and the next commit replays it.
     """
     meta = read_meta(root)
     n, k = meta.n_entries, len(records)
     index = root[INDEX_GROUP]
-    if k:
-        for fname in INDEX_FIELDS:
-            arr = index[fname]
-            if arr.shape[0] < n + k:
-                arr.resize((n + k,))
-            values = [getattr(r, fname) for r in records]
-            arr[n : n + k] = np.asarray(values, dtype=INDEX_FIELDS[fname] if INDEX_FIELDS[fname] is not str else object)
+    pending = {int(p): EntryRecord(**r) for p, r in meta.extra.get(UPDATES_KEY, {}).items()}
+    if pending:  # replay a journal left by a killed writer
+        _write_index_rows(index, pending)
+    _write_index_rows(index, {n + i: r for i, r in enumerate(records)})
     meta.n_entries = n + k
     meta.rows_allocated = max(meta.rows_allocated, int(rows_allocated))
-    write_meta(root, meta)
+    if updates:
+        for p in updates:
+            if not 0 <= int(p) < n:
+                raise ValueError(f"index update position {p} is not a committed entry (n_entries={n})")
+        meta.extra[UPDATES_KEY] = {str(int(p)): asdict(r) for p, r in updates.items()}
+        write_meta(root, meta)  # the commit point
+        _write_index_rows(index, {int(p): r for p, r in updates.items()})
+    if UPDATES_KEY in meta.extra:
+        del meta.extra[UPDATES_KEY]
+        write_meta(root, meta)
+    elif k or not updates:
+        write_meta(root, meta)
     return meta
 
 

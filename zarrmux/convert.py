@@ -1,0 +1,631 @@
+"""Convert NPZ/NPY archives into one chunked, sharded Zarr v3 corpus.
+
+How a conversion runs
+---------------------
+1. **Scan** (coordinator, headers only): find the sources, group NPY files
+   into entries, parse every header, and check everything before the store
+   is touched: names, keys, dtypes, trailing shapes, row counts, and, for an
+   existing corpus, agreement with it.  Entries already in the store whose
+   fingerprint (``size:mtime_ns``) or checksum matches are *unchanged* and
+   skipped; a name that exists with different data is an error unless
+   ``overwrite=True``.
+2. **Plan**: the entries to convert, in source order, are grouped greedily
+   into *units* of consecutive entries holding at least ``2 * shard_rows``
+   rows.  Each unit starts on a shard boundary, so concurrent writers never
+   touch the same shard, and the plan (hence the data) is the same whatever
+   the number of workers.  The plan is prefix-stable: a resumed run plans the
+   remaining entries exactly as the interrupted run did.
+3. **Convert units** (workers: in-process, a process pool, or Dask tasks):
+   stream row blocks from the sources straight into a shard-sized buffer per
+   key, write whole shards (one zarr write per shard), checksum each entry.
+4. **Commit** finished units strictly in plan order
+   (:func:`zarrmux.layout.commit_entries`; the root-attributes write is the
+   commit point).  A killed run leaves committed entries complete and the
+   rest absent; data written beyond the last commit is trimmed by the next
+   run (or by this one when it stops on an error).
+
+Memory is bounded by one shard buffer per key per worker (``shard_rows``
+rows of each key, ~32 MiB for the widest key by default) plus one read block.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zarr
+
+from . import layout
+from .exceptions import ConversionError, CorpusError
+from .sources import SourceEntry, SourceError, discover, open_reader, scan, source_checksum
+
+__all__ = ["convert", "ConversionReport", "UnitTask", "UnitResult", "plan_units", "convert_unit", "EXIT_CODES"]
+
+#: documented exit codes of ``zarrmux convert`` / ``info`` / ``verify``
+EXIT_CODES = {
+    0: "success",
+    1: "verify found mismatches",
+    2: "usage error (bad command-line arguments or option values)",
+    3: "bad input: a source could not be converted; nothing partial is left",
+    4: "destination/store problem: not a zarrmux corpus, unreadable, or incompatible options",
+    5: "converted, but some bad sources were skipped (--on-error skip)",
+    130: "interrupted (Ctrl-C); committed entries are kept, rerun to resume",
+}
+#: bytes read per ``readinto`` call (bounds the temporary of deflated members)
+READ_BLOCK_BYTES = 8 << 20
+
+
+@dataclass
+class ConversionReport:
+    """What a :func:`convert` call did."""
+
+    dest: str
+    entries: int = 0  #: entries converted (appended or overwritten) by this run
+    rows: int = 0  #: rows converted by this run
+    bytes_read: int = 0  #: source array bytes read and converted
+    bytes_written: int = 0  #: growth of the stored bytes of the corpus
+    seconds: float = 0.0
+    appended: list[str] = field(default_factory=list)  #: names of new entries
+    overwritten: list[str] = field(default_factory=list)  #: names replaced (``overwrite=True``)
+    skipped: list[str] = field(default_factory=list)  #: names already stored unchanged (resume)
+    errors: list[str] = field(default_factory=list)  #: bad sources left out (``on_error='skip'``)
+    units: int = 0
+    workers: int = 1
+    total_entries: int = 0  #: committed entries in the corpus afterwards
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes_read / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        """One line: entries, rows, bytes in and out, seconds, MB/s."""
+        s = (
+            f"converted {self.entries} entries, {self.rows} rows, "
+            f"{self.bytes_read / 1e6:.1f} MB in, {self.bytes_written / 1e6:.1f} MB out, "
+            f"{self.seconds:.2f} s, {self.mb_per_s:.1f} MB/s"
+        )
+        if self.skipped:
+            s += f"; {len(self.skipped)} unchanged skipped"
+        if self.errors:
+            s += f"; {len(self.errors)} bad sources skipped"
+        return s + f" -> {self.dest} ({self.total_entries} entries)"
+
+
+@dataclass(frozen=True)
+class UnitTask:
+    """One unit of work: consecutive entries written from shard-aligned ``start``."""
+
+    index: int
+    dest: str
+    start: int
+    end: int
+    shard_rows: int
+    entries: tuple[tuple[SourceEntry, int], ...]  #: (entry, start row)
+    on_error: str = "raise"
+
+
+@dataclass
+class UnitResult:
+    index: int
+    records: list[layout.EntryRecord]
+    errors: list[str]
+    bytes_read: int
+    seconds: float
+
+
+# ---------------------------------------------------------------- plan
+
+
+def plan_units(
+    entries: Sequence[SourceEntry], start_row: int, shard_rows: int, *, unit_rows: int | None = None
+) -> list[tuple[int, int, list[tuple[SourceEntry, int]]]]:
+    """Greedy, prefix-stable plan: ``[(start, end, [(entry, entry_start), ...]), ...]``.
+
+    A unit closes once it holds ``unit_rows`` (default ``2 * shard_rows``)
+    rows; the next one starts at the following shard boundary.
+    """
+    target = unit_rows or 2 * shard_rows
+    units: list[tuple[int, int, list[tuple[SourceEntry, int]]]] = []
+    ustart = layout.shard_ceil(start_row, shard_rows)
+    pos = ustart
+    cur: list[tuple[SourceEntry, int]] = []
+    for e in entries:
+        cur.append((e, pos))
+        pos += e.rows
+        if pos - ustart >= target:
+            units.append((ustart, pos, cur))
+            ustart = pos = layout.shard_ceil(pos, shard_rows)
+            cur = []
+    if cur:
+        units.append((ustart, pos, cur))
+    return units
+
+
+# ---------------------------------------------------------------- worker side
+
+
+class _ShardWriter:
+    """Buffers one shard of one key and writes it to zarr in a single call."""
+
+    def __init__(self, arr: zarr.Array, shard_rows: int, dtype: np.dtype, trailing: tuple[int, ...]) -> None:
+        self.arr = arr
+        self.shard_rows = shard_rows
+        self.dtype = dtype
+        self.trailing = trailing
+        self.row_bytes = int(dtype.itemsize * int(np.prod(trailing, dtype=np.int64)))
+        self.block_rows = max(1, READ_BLOCK_BYTES // max(1, self.row_bytes))
+        self.buf: np.ndarray | None = None
+        self.buf_start = -1
+        self.hi = 0  # rows of the buffer holding data
+
+    def _at(self, row: int) -> int:
+        shard = row - row % self.shard_rows
+        if shard != self.buf_start:
+            self.flush()
+            if self.buf is None:  # np.empty: pages are touched only when filled
+                self.buf = np.empty((self.shard_rows, *self.trailing), dtype=self.dtype)
+            self.buf_start, self.hi = shard, 0
+        return row - shard
+
+    def fill(self, reader: Any, row: int, n: int, hasher: layout.EntryHasher) -> None:
+        """Read ``n`` rows from ``reader`` into rows ``[row, row + n)``, hashing them."""
+        while n > 0:
+            off = self._at(row)
+            take = min(n, self.shard_rows - off, self.block_rows)
+            assert self.buf is not None
+            view = self.buf[off : off + take]
+            if off > self.hi:  # a hole (skipped entry): keep fill-value zeros there
+                self.buf[self.hi : off] = 0
+            reader.readinto(memoryview(view).cast("B"))
+            hasher.update(view)
+            self.hi = max(self.hi, off + take)
+            row += take
+            n -= take
+
+    def clear(self, row: int, n: int) -> None:
+        """Zero rows ``[row, row + n)`` still in the buffer (an entry that failed)."""
+        if self.buf is None:
+            return
+        lo = max(row, self.buf_start) - self.buf_start
+        hi = min(row + n, self.buf_start + self.hi) - self.buf_start
+        if hi > lo:
+            self.buf[lo:hi] = 0
+
+    def flush(self) -> None:
+        if self.buf is not None and self.hi:
+            self.arr[self.buf_start : self.buf_start + self.hi] = self.buf[: self.hi]
+        self.hi = 0
+
+
+def convert_unit(task: UnitTask, on_entry: Callable[[SourceEntry], None] | None = None) -> UnitResult:
+    """Convert one unit (runs in a worker).  Returns the unit's index records, uncommitted."""
+    t0 = time.perf_counter()
+    root = zarr.open_group(task.dest, mode="r+")
+    meta = layout.read_meta(root)
+    writers = {
+        k: _ShardWriter(root[k], task.shard_rows, np.dtype(spec.dtype), tuple(spec.trailing_shape))
+        for k, spec in meta.keys.items()
+    }
+    records: list[layout.EntryRecord] = []
+    errors: list[str] = []
+    nread = 0
+    for entry, start in task.entries:
+        try:
+            h = layout.EntryHasher()
+            for key in sorted(entry.members):
+                m = entry.members[key]
+                h.begin_key(key, np.dtype(m.dtype), m.shape)
+                with open_reader(m) as r:
+                    writers[key].fill(r, start, m.rows, h)
+                    r.finish()
+        except SourceError as err:
+            if task.on_error == "raise":
+                raise
+            errors.append(str(err))
+            for key, w in writers.items():
+                w.clear(start, entry.rows)
+            continue
+        nread += entry.nbytes
+        records.append(layout.EntryRecord(entry.name, start, entry.rows, entry.source, h.hexdigest(), entry.fingerprint))
+        if on_entry is not None:
+            on_entry(entry)
+    for w in writers.values():
+        w.flush()
+    return UnitResult(task.index, records, errors, nread, time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _is_local(dest: str) -> bool:
+    return "://" not in dest
+
+
+def _stored_bytes(root: zarr.Group, keys: Sequence[str]) -> int:
+    total = 0
+    for k in [*keys, *[f"{layout.INDEX_GROUP}/{f}" for f in layout.INDEX_FIELDS]]:
+        try:
+            total += int(root[k].nbytes_stored())
+        except Exception:  # noqa: BLE001 - a store that cannot list: report 0
+            pass
+    return total
+
+
+def _open_existing(dest: str) -> zarr.Group | None:
+    """The corpus at ``dest``, ``None`` if nothing is there, :class:`CorpusError` if something else is."""
+    if _is_local(dest):
+        if not os.path.exists(dest):
+            return None
+        if os.path.isdir(dest) and not os.listdir(dest):
+            return None
+        if not os.path.isdir(dest):
+            raise CorpusError(f"destination {dest} exists and is not a directory (not a zarrmux corpus)")
+    try:
+        root = zarr.open_group(dest, mode="r+")
+    except Exception as exc:  # noqa: BLE001 - zarr raises several types here
+        if not _is_local(dest) and isinstance(exc, FileNotFoundError):
+            return None
+        raise CorpusError(f"destination {dest} exists and is not a zarrmux corpus ({type(exc).__name__}: {exc})") from None
+    layout.read_meta(root)  # CorpusError if not a corpus
+    return root
+
+
+def _trim(root: zarr.Group, meta: layout.CorpusMeta) -> None:
+    """Shrink data arrays to the committed end, deleting shards written by uncommitted units."""
+    for k, spec in meta.keys.items():
+        arr = root[k]
+        if arr.shape[0] > meta.rows_allocated:
+            arr.resize((meta.rows_allocated, *spec.trailing_shape))
+
+
+def _key_specs(
+    entries: Sequence[SourceEntry], chunk_rows: int | None, shard_rows: int | None
+) -> tuple[dict[str, layout.KeySpec], int]:
+    first = entries[0]
+    specs: dict[str, layout.KeySpec] = {}
+    for k, m in first.members.items():
+        cr = chunk_rows or layout.default_chunk_rows(m.row_bytes)
+        if shard_rows and not chunk_rows:
+            cr = math.gcd(cr, shard_rows)
+        specs[k] = layout.KeySpec(m.dtype, tuple(m.shape[1:]), int(cr))
+    if shard_rows is None:
+        shard_rows = layout.default_shard_rows([s.row_bytes for s in specs.values()], [s.chunk_rows for s in specs.values()])
+        if chunk_rows:
+            shard_rows = layout.shard_ceil(shard_rows, chunk_rows)
+    for k, s in specs.items():
+        if shard_rows % s.chunk_rows:
+            raise ValueError(f"shard_rows={shard_rows} is not a multiple of chunk_rows={s.chunk_rows} (key {k!r})")
+    return specs, int(shard_rows)
+
+
+def _check_against(entry: SourceEntry, specs: Mapping[str, layout.KeySpec], ref: str) -> None:
+    """:class:`SourceError` if ``entry``'s keys, dtypes or trailing shapes disagree with ``specs``."""
+    have, want = set(entry.members), set(specs)
+    if have != want:
+        parts = []
+        if want - have:
+            parts.append(f"lacks key(s) {sorted(want - have)}")
+        if have - want:
+            parts.append(f"has extra key(s) {sorted(have - want)}")
+        raise SourceError(entry.where, f"entry {entry.name!r} {' and '.join(parts)} (keys of {ref}: {sorted(want)}; use keys= / --keys to pick)")
+    for k, m in entry.members.items():
+        s = specs[k]
+        if np.dtype(m.dtype) != np.dtype(s.dtype):
+            raise SourceError(m.where, f"key {k!r} has dtype {np.dtype(m.dtype)}, {ref} has {np.dtype(s.dtype)}")
+        if tuple(m.shape[1:]) != tuple(s.trailing_shape):
+            raise SourceError(m.where, f"key {k!r} has trailing shape {tuple(m.shape[1:])}, {ref} has {tuple(s.trailing_shape)}")
+
+
+class _Progress:
+    """Adapts ``progress`` (``None``/``False``, ``True`` for a tqdm bar, or a callable)."""
+
+    def __init__(self, progress: Any, n_entries: int, n_bytes: int) -> None:
+        self.entries = 0
+        self.bytes = 0
+        self.n_entries, self.n_bytes = n_entries, n_bytes
+        self.bar = None
+        self.fn: Callable[[int, int, int, int], None] | None = None
+        if progress is True:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=n_bytes, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, desc="convert", dynamic_ncols=True)
+            self.bar.set_postfix_str(f"entries 0/{n_entries}")
+        elif callable(progress):
+            self.fn = progress
+
+    def advance(self, entries: int, nbytes: int) -> None:
+        self.entries += entries
+        self.bytes += nbytes
+        if self.bar is not None:
+            self.bar.update(nbytes)
+            self.bar.set_postfix_str(f"entries {self.entries}/{self.n_entries}")
+        if self.fn is not None:
+            self.fn(self.entries, self.n_entries, self.bytes, self.n_bytes)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run_pool(tasks: Sequence[UnitTask], workers: int) -> Iterator[UnitResult]:
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    # zarr's async machinery is not fork-safe: a forkserver that has only *imported* zarr is.
+    try:
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["zarrmux.convert"])
+    except ValueError:  # pragma: no cover - platforms without forkserver
+        ctx = mp.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    ok = False
+    try:
+        pending = {pool.submit(convert_unit, t) for t in tasks}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                yield f.result()
+        ok = True
+    finally:
+        # on error or interrupt: drop queued units and wait for running ones, so
+        # nobody writes after the coordinator trims uncommitted data
+        pool.shutdown(wait=True, cancel_futures=not ok)
+
+
+def _run_dask(tasks: Sequence[UnitTask], scheduler: Any, workers: int) -> Iterator[UnitResult]:
+    from . import distributed
+
+    for _, result in distributed.run_tasks(scheduler, convert_unit, tasks, n_workers=workers):
+        yield result
+
+
+# ---------------------------------------------------------------- convert
+
+
+def convert(
+    sources: Sequence[Any] | str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    keys: Sequence[str] | str | None = None,
+    chunk_rows: int | None = None,
+    shard_rows: int | None = None,
+    codec: str = "lz4",
+    level: int | None = None,
+    workers: int | None = None,
+    scheduler: Any = None,
+    overwrite: bool = False,
+    on_error: str = "raise",
+    progress: bool | Callable[[int, int, int, int], None] | None = None,
+    group: str = "suffix",
+    unit_rows: int | None = None,
+) -> ConversionReport:
+    """Convert NPZ/NPY ``sources`` into (or append them to) the corpus at ``dest``.
+
+    Parameters
+    ----------
+    sources : path, glob, directory, ``(name, path)`` pair, or a sequence of them
+        NPZ archives (one entry each, named after the file) and NPY files
+        (grouped into entries by ``group``; see :mod:`zarrmux.sources`).
+    dest : str or os.PathLike
+        The corpus: a local directory or an fsspec URL.  Created if absent;
+        entries are appended to an existing corpus.
+    keys : sequence of str or comma-separated str, optional
+        Convert only these keys (default: all keys of the first entry, or of
+        the existing corpus).
+    chunk_rows, shard_rows : int > 0, optional
+        Rows per inner chunk (all keys) and per shard; ``shard_rows`` must be a
+        multiple of ``chunk_rows``.  Defaults: :func:`zarrmux.layout.default_chunk_rows`
+        (~32 KiB chunks) and :func:`~zarrmux.layout.default_shard_rows` (~32 MiB shards).
+        Only for a new corpus.
+    codec : {'lz4', 'zstd', 'none'}
+        Blosc codec with byte shuffle (``'none'``: uncompressed).  New corpus only.
+    level : int, optional
+        Compression level (default 5 for lz4, 3 for zstd).
+    workers : int > 0, optional
+        Parallel local processes (default: the number of cores); ``1`` runs in
+        this process.  With ``scheduler``: workers of a ``'local'`` cluster.
+    scheduler : distributed.Client, str, optional
+        Run the units as Dask tasks: a ``Client``, a scheduler address
+        (``tcp://host:8786``), or ``'local'`` for a LocalCluster on 127.0.0.1.
+    overwrite : bool
+        Replace entries whose name exists with different data (else an error).
+    on_error : {'raise', 'skip'}
+        ``'raise'``: stop at the first bad source, leaving nothing partial.
+        ``'skip'``: leave bad sources out and list them in ``report.errors``.
+    progress : bool or callable, optional
+        ``True``: a tqdm bar on stderr; a callable gets
+        ``(entries_done, entries_total, bytes_done, bytes_total)``.
+    group : {'suffix', 'dir'} or str
+        NPY grouping rule, or a regex with named groups ``entry`` and ``key``.
+    unit_rows : int > 0, optional
+        Rows per unit of work (default ``2 * shard_rows``).
+
+    Returns
+    -------
+    ConversionReport
+
+    Raises
+    ------
+    ConversionError
+        A bad source (the message names the file and the problem).
+    CorpusError
+        ``dest`` exists but is not a zarrmux corpus, or options disagree with it.
+    ValueError
+        A bad option value (named in the message).
+    """
+    t0 = time.perf_counter()
+    dest = os.fspath(dest)
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error={on_error!r} must be 'raise' or 'skip'")
+    if codec not in layout.CODECS:
+        raise ValueError(f"codec={codec!r} is not one of {layout.CODECS}")
+    for pname, pval in (("chunk_rows", chunk_rows), ("shard_rows", shard_rows), ("workers", workers), ("unit_rows", unit_rows)):
+        if pval is not None and (not isinstance(pval, (int, np.integer)) or pval < 1):
+            raise ValueError(f"{pname}={pval!r} must be an integer > 0")
+    if isinstance(keys, str):
+        keys = [k for k in keys.split(",") if k]
+    if keys is not None:
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            raise ValueError("keys=[] selects nothing")
+    workers = int(workers or os.cpu_count() or 1)
+    report = ConversionReport(dest=dest, workers=workers)
+
+    # ---- scan: headers only, nothing is written yet
+    grouped, errs = discover(sources, group=group, on_error=on_error)
+    entries, errs2 = scan(grouped, keys=keys, on_error=on_error)
+    errors: list[SourceError] = [*errs, *errs2]
+
+    def bad(err: SourceError) -> None:
+        if on_error == "raise":
+            raise err
+        errors.append(err)
+
+    root = _open_existing(dest)
+    meta = layout.read_meta(root) if root is not None else None
+    if meta is not None:
+        if keys is not None and set(keys) != set(meta.keys):
+            raise CorpusError(f"keys={sorted(keys)} disagree with the corpus {dest} (keys {sorted(meta.keys)})")
+        for pname, pval, have in (("shard_rows", shard_rows, meta.shard_rows), ("codec", codec if codec != "lz4" else None, meta.codec)):
+            if pval is not None and pval != have:
+                raise CorpusError(f"{pname}={pval!r} disagrees with the existing corpus {dest} ({pname}={have!r})")
+        if chunk_rows is not None and any(s.chunk_rows != chunk_rows for s in meta.keys.values()):
+            raise CorpusError(f"chunk_rows={chunk_rows} disagrees with the existing corpus {dest}")
+        specs, shard = meta.keys, meta.shard_rows
+        ref = f"corpus {dest}"
+    else:
+        specs, shard, ref = {}, 0, ""
+
+    valid: list[SourceEntry] = []
+    for e in entries:
+        try:
+            if not specs:
+                specs, shard = _key_specs([e], chunk_rows, shard_rows)
+                ref = f"the first entry {e.name!r} ({e.where})"
+            _check_against(e, specs, ref)
+        except SourceError as err:
+            bad(err)
+            continue
+        valid.append(e)
+
+    # ---- resume / append / overwrite
+    todo: list[SourceEntry] = []
+    updates_for: dict[str, int] = {}
+    if root is not None and meta is not None and meta.n_entries:
+        index = layout.read_index(root, meta.n_entries)
+        pos = {str(n): i for i, n in enumerate(index["name"])}
+        folded = {str(n).casefold(): str(n) for n in index["name"]}
+        for e in valid:
+            i = pos.get(e.name)
+            if i is None:
+                other = folded.get(e.name.casefold())
+                if other is not None:
+                    bad(SourceError(e.where, f"entry name {e.name!r} differs only by case from {other!r} already in {dest}"))
+                    continue
+                todo.append(e)
+                continue
+            if str(index["fingerprint"][i]) == e.fingerprint or source_checksum(e) == str(index["checksum"][i]):
+                report.skipped.append(e.name)
+            elif overwrite:
+                updates_for[e.name] = i
+                todo.append(e)
+            else:
+                bad(SourceError(e.where, f"entry {e.name!r} already exists in {dest} with different data (use overwrite=True / --overwrite to replace it)"))
+    else:
+        todo = valid
+    report.errors = [str(e) for e in errors]
+
+    created = False
+    if todo:
+        if root is None:
+            root = layout.create_corpus(dest, specs, shard_rows=shard, codec=codec, level=level)
+            created = True
+        meta = layout.read_meta(root)
+        _trim(root, meta)  # garbage of an interrupted run
+    if root is None or meta is None:
+        report.seconds = time.perf_counter() - t0
+        report.total_entries = meta.n_entries if meta else 0
+        return report
+
+    stored_before = _stored_bytes(root, list(meta.keys))
+    plan = plan_units(todo, meta.rows_allocated, meta.shard_rows, unit_rows=unit_rows)
+    tasks = [UnitTask(i, dest, s, e, meta.shard_rows, tuple(items), on_error) for i, (s, e, items) in enumerate(plan)]
+    report.units = len(tasks)
+    if tasks:
+        for k, spec in meta.keys.items():
+            root[k].resize((tasks[-1].end, *spec.trailing_shape))
+
+    bar = _Progress(progress, len(todo), sum(e.nbytes for e in todo))
+    finished: dict[int, UnitResult] = {}
+    next_commit = 0
+    in_process = scheduler is None and (workers == 1 or len(tasks) <= 1)
+
+    def commit_ready() -> None:
+        nonlocal next_commit
+        while next_commit in finished:
+            res = finished.pop(next_commit)
+            task = tasks[next_commit]
+            new = [r for r in res.records if r.name not in updates_for]
+            upd = {updates_for[r.name]: r for r in res.records if r.name in updates_for}
+            layout.commit_entries(root, new, rows_allocated=task.end, updates=upd)
+            report.appended += [r.name for r in new]
+            report.overwritten += [r.name for r in res.records if r.name in updates_for]
+            report.entries += len(res.records)
+            report.rows += sum(r.rows for r in res.records)
+            report.bytes_read += res.bytes_read
+            report.errors += res.errors
+            if not in_process:
+                bar.advance(len(res.records), res.bytes_read)
+            next_commit += 1
+
+    try:
+        if scheduler is not None:
+            results: Iterator[UnitResult] = _run_dask(tasks, scheduler, workers)
+        elif not in_process:
+            results = _run_pool(tasks, min(workers, len(tasks)))
+        else:  # in this process, one unit after another, progress per entry
+            results = (convert_unit(t, on_entry=lambda e: bar.advance(1, e.nbytes)) for t in tasks)
+        for res in results:
+            finished[res.index] = res
+            commit_ready()
+    except BaseException:
+        _cleanup(dest, root, created)
+        raise
+    finally:
+        bar.close()
+    meta = layout.read_meta(root)
+    report.total_entries = meta.n_entries
+    report.bytes_written = max(0, _stored_bytes(root, list(meta.keys)) - stored_before)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _cleanup(dest: str, root: zarr.Group, created: bool) -> None:
+    """After a failed run: drop uncommitted data; remove a store this run created and left empty."""
+    try:
+        meta = layout.read_meta(root)
+        if created and meta.n_entries == 0 and _is_local(dest):
+            shutil.rmtree(dest, ignore_errors=True)
+        else:
+            _trim(root, meta)
+    except Exception:  # noqa: BLE001 - cleanup is best effort; the next run trims too
+        pass
+
+
+class _CallableModule(type(sys)):  # type: ignore[misc]
+    """``zarrmux.convert`` is both this module and the function: importing the
+    submodule rebinds the package attribute to the module, so the module
+    itself forwards calls to :func:`convert`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ConversionReport:
+        return convert(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
