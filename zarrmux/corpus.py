@@ -1,0 +1,714 @@
+"""Opening corpora: :func:`open_corpus`, :class:`Corpus`, :class:`Entry`.
+
+A corpus is a list of *entries* (songs, recordings, ...), each a set of
+arrays (*keys*) sharing their leading axis ("rows").  Two kinds of store open:
+
+* a **zarrmux corpus** (:mod:`zarrmux.layout`): one array per key holding
+  every entry's rows, plus an index.  Opening reads a constant number of
+  objects (root, key metadata, index), never lists the store, so it works
+  over HTTP.
+* **plain Zarr data** written by others (zarr-python, ``xarray.Dataset.to_zarr``):
+  a group whose arrays share their leading axis is one entry; a group of
+  such groups is a corpus of entries.  Finding the arrays lists the store
+  (or uses consolidated metadata).
+
+All reads go through :meth:`Corpus.read_windows`, which batches the I/O of a
+whole call and serves decoded chunks from a byte-bounded cache shared by the
+corpus's entries and threads (see :mod:`zarrmux.chunks`).
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+
+from . import layout
+from .chunks import DEFAULT_CACHE_BYTES, ArrayReader, ChunkCache, ChunkFault, load_chunks, make_io
+from .exceptions import CorpusError, DataError
+
+__all__ = ["open_corpus", "Corpus", "Entry", "LazyArray", "UnknownKeyError", "DEFAULT_CACHE_BYTES"]
+
+
+class UnknownKeyError(KeyError, CorpusError):
+    """A requested key is not in the corpus (both a ``KeyError`` and a ``CorpusError``)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def open_corpus(
+    path_or_url: Any,
+    *,
+    keys: Sequence[str] | None = None,
+    cache_bytes: int | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> "Corpus":
+    """Open a corpus for reading.
+
+    Parameters
+    ----------
+    path_or_url : str or os.PathLike or zarr store
+        A local path, a ``file://`` URL, an fsspec URL (``http://``, ``s3://``, ...)
+        or a zarr store object.
+    keys : sequence of str, optional
+        The keys to read (default: every key of the corpus).
+    cache_bytes : int >= 0, optional
+        Budget of the decoded-chunk cache, default
+        :data:`~zarrmux.chunks.DEFAULT_CACHE_BYTES` (64 MiB).  0 disables it.
+    storage_options : dict, optional
+        Passed to fsspec for URLs.
+
+    Returns
+    -------
+    Corpus
+
+    Raises
+    ------
+    CorpusError
+        The store is missing, unreadable or holds no entries.
+    UnknownKeyError
+        A key of ``keys`` is not in the corpus (also a ``KeyError``).
+    """
+    corpus = Corpus(path_or_url, keys=keys, cache_bytes=cache_bytes, storage_options=storage_options)
+    corpus._load()
+    return corpus
+
+
+def _describe(target: Any) -> str:
+    return str(target) if isinstance(target, (str, os.PathLike)) else repr(target)
+
+
+class Corpus:
+    """A lazy, read-only corpus of entries (see :func:`open_corpus`).
+
+    Picklable: a pickle holds the path and options only; the other process
+    reopens the store on first use.  Safe to read from several threads.
+    """
+
+    def __init__(
+        self,
+        path_or_url: Any,
+        *,
+        keys: Sequence[str] | None = None,
+        cache_bytes: int | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        if isinstance(path_or_url, os.PathLike):
+            path_or_url = os.fspath(path_or_url)
+        self._target = path_or_url
+        self._req_keys = None if keys is None else tuple(keys)
+        if isinstance(keys, str):
+            self._req_keys = (keys,)
+        self._cache_bytes = DEFAULT_CACHE_BYTES if cache_bytes is None else int(cache_bytes)
+        if self._cache_bytes < 0:
+            raise ValueError(f"cache_bytes={cache_bytes} must be >= 0")
+        self._storage_options = dict(storage_options) if storage_options else None
+        self._loaded = False
+        self._closed = False
+        self._load_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "target": self._target,
+            "keys": self._req_keys,
+            "cache_bytes": self._cache_bytes,
+            "storage_options": self._storage_options,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(  # type: ignore[misc]
+            state["target"],
+            keys=state["keys"],
+            cache_bytes=state["cache_bytes"],
+            storage_options=state["storage_options"],
+        )
+
+    # ------------------------------------------------------------------ opening
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        if self._closed:
+            raise ValueError(f"corpus {self.path!r} is closed")
+        with self._load_lock:
+            if not self._loaded:
+                self._open()
+                self._loaded = True
+
+    def _open_root(self) -> Any:
+        import zarr
+        from zarr.storage import LocalStore
+
+        target = self._target
+        what = _describe(target)
+        if isinstance(target, str) and (target.startswith("file://") or "://" not in target):
+            local = unquote(urlparse(target).path) if target.startswith("file://") else target
+            if not os.path.exists(local):
+                raise CorpusError(f"no corpus at {what}: the path does not exist")
+            if not os.path.isdir(local):
+                raise CorpusError(f"no corpus at {what}: not a directory")
+            if not os.access(local, os.R_OK | os.X_OK):
+                raise CorpusError(f"cannot read the corpus at {what}: permission denied")
+            store: Any = LocalStore(local, read_only=True)
+        else:
+            store = target
+        try:
+            kwargs: dict[str, Any] = {"mode": "r"}
+            if isinstance(store, str) and self._storage_options:
+                kwargs["storage_options"] = self._storage_options
+            root = zarr.open_group(store, **kwargs)
+        except Exception as exc:
+            raise CorpusError(f"cannot open {what} as a Zarr group: {type(exc).__name__}: {exc}") from exc
+        return root
+
+    def _open(self) -> None:
+        root = self._open_root()
+        self._root = root
+        self._cache = ChunkCache(self._cache_bytes)
+        self._io = make_io(root.store)
+        try:
+            is_zarrmux = layout.ATTR_KEY in root.attrs
+        except Exception as exc:
+            raise CorpusError(f"cannot read the attributes of {self.path!r}: {exc}") from exc
+        if is_zarrmux:
+            self._open_zarrmux(root)
+        else:
+            self._open_plain(root)
+        self._name_to_pos: dict[str, int] = {}
+        for i, nm in enumerate(self._names):
+            self._name_to_pos.setdefault(nm, i)
+
+    def _check_keys(self, available: Sequence[str]) -> tuple[str, ...]:
+        if self._req_keys is None:
+            return tuple(available)
+        for k in self._req_keys:
+            if k not in available:
+                raise UnknownKeyError(f"key {k!r} is not in corpus {self.path!r}; available keys: {list(available)}")
+        if not self._req_keys:
+            raise CorpusError(f"keys=() selects no key of corpus {self.path!r}")
+        return tuple(self._req_keys)
+
+    def _open_zarrmux(self, root: Any) -> None:
+        try:
+            meta = layout.read_meta(root)
+        except CorpusError as exc:
+            raise CorpusError(f"{self.path!r}: {exc}") from exc
+        self.meta = meta
+        keys = self._check_keys(list(meta.keys))
+        try:
+            index = layout.read_index(root, meta.n_entries)
+        except Exception as exc:
+            raise CorpusError(f"cannot read the entry index of corpus {self.path!r}: {type(exc).__name__}: {exc}") from exc
+        names = [str(x) for x in index["name"]]
+        starts = np.asarray(index["start"], dtype=np.int64)
+        rows = np.asarray(index["rows"], dtype=np.int64)
+        readers: list[ArrayReader] = []
+        rid: dict[str, np.ndarray] = {}
+        off: dict[str, np.ndarray] = {}
+        for k in keys:
+            try:
+                arr = root[k]
+            except Exception as exc:
+                raise CorpusError(f"corpus {self.path!r} has no readable array for key {k!r}: {type(exc).__name__}: {exc}") from exc
+            reader = ArrayReader(arr, k, self._io)
+            if len(rows) and int((starts + rows).max()) > reader.shape[0]:
+                i = int(np.argmax(starts + rows))
+                raise CorpusError(
+                    f"corpus {self.path!r}: entry {names[i]!r} (rows {starts[i]}:{starts[i] + rows[i]}) lies beyond "
+                    f"the end of array {k!r} ({reader.shape[0]} rows)"
+                )
+            rid[k] = np.full(len(names), len(readers), dtype=np.int64)
+            off[k] = starts
+            readers.append(reader)
+        self._set_entries(names, rows, keys, readers, rid, off)
+
+    def _open_plain(self, root: Any) -> None:
+        try:
+            own = _entry_arrays(root)
+            if own:
+                base = str(self._target).rstrip("/").split("/")[-1] if isinstance(self._target, str) else "entry"
+                if base.endswith(".zarr"):
+                    base = base[: -len(".zarr")]
+                groups = [(base or "entry", own)]
+            else:
+                groups = []
+                for name, g in sorted(root.groups(), key=lambda t: t[0]):
+                    arrs = _entry_arrays(g)
+                    if arrs:
+                        groups.append((name, arrs))
+        except CorpusError:
+            raise
+        except Exception as exc:
+            raise CorpusError(f"cannot list the arrays of {self.path!r}: {type(exc).__name__}: {exc}") from exc
+        if not groups:
+            raise CorpusError(
+                f"{self.path!r} is not a corpus: it holds no zarrmux index, no arrays and no groups of arrays"
+            )
+        common = [k for k in groups[0][1] if all(k in arrs for _, arrs in groups)]
+        available = sorted(set().union(*[arrs.keys() for _, arrs in groups]))
+        if self._req_keys is None:
+            keys = tuple(common)
+            if not keys:
+                raise CorpusError(f"the entries of {self.path!r} share no key; keys seen: {available}")
+        else:
+            for k in self._req_keys:
+                missing = [name for name, arrs in groups if k not in arrs]
+                if missing:
+                    raise UnknownKeyError(
+                        f"key {k!r} is not in entry {missing[0]!r} of corpus {self.path!r}; "
+                        f"keys common to every entry: {common}"
+                    )
+            keys = self._check_keys(common)
+        readers: list[ArrayReader] = []
+        rid = {k: np.zeros(len(groups), dtype=np.int64) for k in keys}
+        off = {k: np.zeros(len(groups), dtype=np.int64) for k in keys}
+        rows = np.zeros(len(groups), dtype=np.int64)
+        for i, (name, arrs) in enumerate(groups):
+            for k in keys:
+                arr = arrs[k]
+                reader = ArrayReader(arr, f"{arr.path}", self._io)
+                rid[k][i] = len(readers)
+                readers.append(reader)
+            rows[i] = arrs[keys[0]].shape[0]
+        self._set_entries([n for n, _ in groups], rows, keys, readers, rid, off)
+
+    def _set_entries(
+        self,
+        names: list[str],
+        rows: np.ndarray,
+        keys: tuple[str, ...],
+        readers: list[ArrayReader],
+        rid: dict[str, np.ndarray],
+        off: dict[str, np.ndarray],
+    ) -> None:
+        self._names = names
+        self._rows = np.asarray(rows, dtype=np.int64)
+        self._rows.flags.writeable = False
+        self._keys = keys
+        self._readers = readers
+        self._rid = rid
+        self._off = off
+        self._chunk_rows = np.array([r.chunk_rows for r in readers], dtype=np.int64)
+        # per key: dtype and trailing shape (all entries must agree to stack windows)
+        self._key_spec: dict[str, tuple[np.dtype, tuple[int, ...]] | None] = {}
+        for k in keys:
+            specs = {(readers[j].dtype, readers[j].trailing) for j in set(rid[k].tolist())}
+            self._key_spec[k] = specs.pop() if len(specs) == 1 else None
+
+    # ------------------------------------------------------------------ API
+    @property
+    def path(self) -> Any:
+        """What was opened (a path, URL or store): ``open_corpus(corpus.path)`` reopens it."""
+        return self._target
+
+    @property
+    def names(self) -> list[str]:
+        """Entry names, in entry order."""
+        self._load()
+        return list(self._names)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The keys read (every key of the corpus unless ``keys=`` was given)."""
+        self._load()
+        return self._keys
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Rows of every entry (read-only ``int64`` array)."""
+        self._load()
+        return self._rows
+
+    @property
+    def cache(self) -> ChunkCache:
+        """The decoded-chunk cache (statistics: ``hits``, ``misses``, ``nbytes``)."""
+        self._load()
+        return self._cache
+
+    @property
+    def cache_bytes(self) -> int:
+        return self._cache_bytes
+
+    def __len__(self) -> int:
+        self._load()
+        return len(self._names)
+
+    def __iter__(self) -> Iterator["Entry"]:
+        self._load()
+        for i in range(len(self._names)):
+            yield Entry(self, i)
+
+    def __getitem__(self, item: int | str) -> "Entry":
+        self._load()
+        if isinstance(item, str):
+            pos = self._name_to_pos.get(item)
+            if pos is None:
+                raise KeyError(f"no entry named {item!r} in corpus {self.path!r} ({len(self._names)} entries)")
+            return Entry(self, pos)
+        try:
+            i = operator.index(item)
+        except TypeError:
+            raise TypeError(f"corpus entries are looked up by name (str) or position (int), not {type(item).__name__}") from None
+        n = len(self._names)
+        if not -n <= i < n:
+            raise IndexError(f"entry position {i} out of range for corpus {self.path!r} with {n} entries")
+        return Entry(self, i % n)
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return name in self._name_to_pos
+
+    def __repr__(self) -> str:
+        if not self._loaded:
+            return f"<zarrmux.Corpus {self.path!r} (not loaded)>"
+        return f"<zarrmux.Corpus {self.path!r}: {len(self._names)} entries, keys {list(self._keys)}>"
+
+    def close(self) -> None:
+        """Release the cache and the store; further reads raise ``ValueError``."""
+        with self._load_lock:
+            if self._loaded:
+                self._cache.clear()
+                try:
+                    self._root.store.close()
+                except Exception:
+                    pass
+                self._readers = []
+            self._loaded = False
+            self._closed = True
+
+    def __enter__(self) -> "Corpus":
+        self._load()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ reading
+    def _select(self, keys: Sequence[str] | str | None) -> tuple[str, ...]:
+        if keys is None:
+            return self._keys
+        if isinstance(keys, str):
+            keys = (keys,)
+        for k in keys:
+            if k not in self._keys:
+                raise UnknownKeyError(f"key {k!r} is not in corpus {self.path!r}; available keys: {list(self._keys)}")
+        return tuple(keys)
+
+    def read_windows(
+        self,
+        entries: Sequence[int] | np.ndarray,
+        starts: Sequence[int] | np.ndarray,
+        n: int,
+        keys: Sequence[str] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Read a batch of windows: rows ``[starts[b], starts[b] + n)`` of entry ``entries[b]``.
+
+        All the chunks the batch needs are computed, deduplicated, served from
+        the cache or fetched together, decoded and copied into preallocated
+        outputs.  Thread-safe; the result does not depend on the cache.
+
+        Parameters
+        ----------
+        entries : array of int, shape (B,)
+            Entry positions, ``0 <= entries[b] < len(corpus)``.
+        starts : array of int, shape (B,)
+            Window starts, ``0 <= starts[b] <= rows[entries[b]] - n``.
+        n : int > 0
+            Rows per window.
+        keys : sequence of str, optional
+            Keys to read (default: :attr:`keys`).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            ``{key: array of shape (B, n, *trailing)}``.
+
+        Raises
+        ------
+        IndexError
+            An entry position is out of range or a window crosses its entry's end.
+        DataError
+            Stored data is corrupt; names the entry, key and stored object.
+        """
+        self._load()
+        sel = self._select(keys)
+        ent = np.asarray(entries, dtype=np.int64).reshape(-1)
+        st = np.asarray(starts, dtype=np.int64).reshape(-1)
+        if ent.shape != st.shape:
+            raise ValueError(f"entries ({ent.shape[0]}) and starts ({st.shape[0]}) must have the same length")
+        try:
+            n = operator.index(n)
+        except TypeError:
+            raise TypeError(f"n must be an int, not {type(n).__name__}") from None
+        if n <= 0:
+            raise ValueError(f"n={n} must be > 0")
+        B = ent.shape[0]
+        if B:
+            ne = len(self._names)
+            bad = (ent < 0) | (ent >= ne)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise IndexError(f"entry position {int(ent[i])} (window {i}) out of range for a corpus of {ne} entries")
+            rows = self._rows[ent]
+            bad = (st < 0) | (st + n > rows)
+            if bad.any():
+                i = int(np.argmax(bad))
+                e = int(ent[i])
+                raise IndexError(
+                    f"window {i}: rows {int(st[i])}:{int(st[i]) + n} of entry {self._names[e]!r} (position {e}) "
+                    f"fall outside its {int(rows[i])} rows"
+                )
+        plans = []
+        wanted: list[tuple[ArrayReader, int]] = []
+        readers = self._readers
+        for k in sel:
+            rid = self._rid[k][ent]
+            g = self._off[k][ent] + st
+            cr = self._chunk_rows[rid]
+            c0 = g // cr
+            c1 = (g + (n - 1)) // cr
+            span = int((c1 - c0).max()) + 1 if B else 0
+            codes = []
+            for j in range(span):
+                m = c0 + j <= c1
+                codes.append(np.stack([rid[m], c0[m] + j], axis=1))
+            if codes:
+                pairs = np.unique(np.concatenate(codes), axis=0)
+                wanted.extend((readers[r], c) for r, c in pairs.tolist())
+            plans.append((k, rid, g, cr, c0, c1))
+        try:
+            chunks = load_chunks(wanted, self._cache)
+        except ChunkFault as fault:
+            raise self._data_error(fault, sel, ent, st, n) from fault
+        out: dict[str, np.ndarray] = {}
+        for k, rid, g, cr, c0, c1 in plans:
+            spec = self._key_spec[k]
+            if spec is None:
+                first = readers[int(rid[0])] if B else readers[int(self._rid[k][0])]
+                if B and len({(readers[r].dtype, readers[r].trailing) for r in set(rid.tolist())}) > 1:
+                    raise ValueError(f"key {k!r} has different dtypes or row shapes across the requested entries")
+                spec = (first.dtype, first.trailing)
+            dtype, trailing = spec
+            res = np.empty((B, n, *trailing), dtype=dtype)
+            uids = [readers[r].uid for r in rid.tolist()]
+            for b, (uid, gb, crb, a, z) in enumerate(zip(uids, g.tolist(), cr.tolist(), c0.tolist(), c1.tolist())):
+                end = gb + n
+                if a == z:
+                    lo = gb - a * crb
+                    res[b] = chunks[(uid, a)][lo : lo + n]
+                    continue
+                for c in range(a, z + 1):
+                    base = c * crb
+                    lo = gb if gb > base else base
+                    hi = end if end < base + crb else base + crb
+                    res[b, lo - gb : hi - gb] = chunks[(uid, c)][lo - base : hi - base]
+            out[k] = res
+        return out
+
+    def _data_error(self, fault: ChunkFault, sel: Sequence[str], ent: np.ndarray, st: np.ndarray, n: int) -> DataError:
+        reader = fault.reader
+        key = next((k for k in sel if reader.uid in {self._readers[j].uid for j in set(self._rid[k].tolist())}), reader.label)
+        names: list[str] = []
+        if key in self._rid:
+            rid = self._rid[key][ent]
+            g = self._off[key][ent] + st
+            cr = reader.chunk_rows
+            for b in range(len(ent)):
+                if self._readers[int(rid[b])] is not reader:
+                    continue
+                lo, hi = int(g[b]) // cr, (int(g[b]) + n - 1) // cr
+                if any(lo <= c <= hi for c in fault.chunks):
+                    nm = self._names[int(ent[b])]
+                    if nm not in names:
+                        names.append(nm)
+        who = f"entry {names[0]!r}" if len(names) == 1 else (f"entries {names}" if names else "entry <unknown>")
+        return DataError(f"corrupt data in corpus {self.path!r}: {who}, key {key!r}, chunk {fault.where}: {fault.message}")
+
+    def read_rows(self, entry: int, key: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` of ``key`` of the entry at position ``entry`` (a copy)."""
+        self._load()
+        (k,) = self._select((key,))
+        if stop <= start:
+            reader = self._readers[int(self._rid[k][entry])]
+            return np.empty((0, *reader.trailing), dtype=reader.dtype)
+        return self.read_windows([entry], [start], stop - start, keys=(k,))[k][0]
+
+    def verify(self, entry: int | str) -> None:
+        """Check an entry of a zarrmux corpus against its stored sha256 checksum.
+
+        Reads every key of the entry (all keys of the corpus, whatever ``keys=``
+        selected).  Raises :class:`DataError` on a mismatch; does nothing for
+        entries without a checksum (plain Zarr data).
+        """
+        e = self[entry]
+        if not hasattr(self, "meta"):
+            return
+        index = layout.read_index(self._root, self.meta.n_entries)
+        expected = str(index["checksum"][e.position])
+        if not expected:
+            return
+        full = Corpus(self._target, cache_bytes=0, storage_options=self._storage_options)
+        arrays = {k: full.read_rows(e.position, k, 0, int(e.rows)) for k in full.keys}
+        actual = layout.checksum_arrays(arrays)
+        if actual != expected:
+            raise DataError(f"entry {e.name!r} of corpus {self.path!r} fails its checksum: stored {expected}, computed {actual}")
+
+
+class Entry:
+    """One entry of a :class:`Corpus`: ``name``, ``rows``, ``keys()`` and ``entry[key]``."""
+
+    __slots__ = ("corpus", "position")
+
+    def __init__(self, corpus: Corpus, position: int) -> None:
+        self.corpus = corpus
+        self.position = int(position)
+
+    @property
+    def name(self) -> str:
+        self.corpus._load()
+        return self.corpus._names[self.position]
+
+    @property
+    def rows(self) -> int:
+        self.corpus._load()
+        return int(self.corpus._rows[self.position])
+
+    def keys(self) -> tuple[str, ...]:
+        return self.corpus.keys
+
+    def __getitem__(self, key: str) -> "LazyArray":
+        self.corpus._load()
+        (k,) = self.corpus._select((key,))
+        return LazyArray(self, k)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.corpus.keys
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_entry_at, (self.corpus, self.position))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Entry) and other.corpus is self.corpus and other.position == self.position
+
+    def __hash__(self) -> int:
+        return hash((id(self.corpus), self.position))
+
+    def __repr__(self) -> str:
+        return f"<zarrmux.Entry {self.name!r}: {self.rows} rows, keys {list(self.keys())}>"
+
+
+def _entry_at(corpus: Corpus, position: int) -> Entry:
+    return Entry(corpus, position)
+
+
+class LazyArray:
+    """One key of one entry: ``shape``, ``dtype``, ``len()`` and numpy-style slicing.
+
+    Slicing reads only the rows it needs (through the corpus's cache) and
+    returns numpy.  The leading index may be an int or a slice (any step);
+    further indices apply to the rows read.
+    """
+
+    __slots__ = ("entry", "key", "_reader")
+
+    def __init__(self, entry: Entry, key: str) -> None:
+        self.entry = entry
+        self.key = key
+        c = entry.corpus
+        self._reader = c._readers[int(c._rid[key][entry.position])]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.entry.rows, *self._reader.trailing)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._reader.dtype
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self._reader.trailing)
+
+    def __len__(self) -> int:
+        return self.entry.rows
+
+    def _rows(self, start: int, stop: int) -> np.ndarray:
+        return self.entry.corpus.read_rows(self.entry.position, self.key, start, stop)
+
+    def __getitem__(self, item: Any) -> np.ndarray:
+        rest: tuple[Any, ...] = ()
+        if isinstance(item, tuple):
+            if not item:
+                item = slice(None)
+            else:
+                if item[0] is Ellipsis:
+                    return self[:][item]
+                item, rest = item[0], item[1:]
+        rows = self.entry.rows
+        if isinstance(item, slice):
+            start, stop, step = item.indices(rows)
+            if step == 1:
+                out = self._rows(start, max(start, stop))
+            else:
+                idx = range(start, stop, step)
+                if len(idx) == 0:
+                    out = self._rows(0, 0)
+                else:
+                    lo, hi = min(idx[0], idx[-1]), max(idx[0], idx[-1]) + 1
+                    out = self._rows(lo, hi)[idx[0] - lo :: step] if step > 0 else self._rows(lo, hi)[idx[0] - lo :: step]
+        elif item is Ellipsis:
+            out = self._rows(0, rows)
+            return out[(Ellipsis, *rest)] if rest else out
+        else:
+            try:
+                i = operator.index(item)
+            except TypeError:
+                raise TypeError(f"cannot index {self!r} with {type(item).__name__}; use an int or a slice") from None
+            if not -rows <= i < rows:
+                raise IndexError(f"row {i} out of range for key {self.key!r} of entry {self.entry.name!r} ({rows} rows)")
+            i %= rows
+            return self._rows(i, i + 1)[0][rest] if rest else self._rows(i, i + 1)[0]
+        return out[(slice(None), *rest)] if rest else out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        a = self[:]
+        return a.astype(dtype) if dtype is not None else a
+
+    def __repr__(self) -> str:
+        return f"<zarrmux.LazyArray {self.entry.name!r}[{self.key!r}] shape={self.shape} dtype={self.dtype}>"
+
+
+def _dim0(arr: Any) -> str | None:
+    names = getattr(arr.metadata, "dimension_names", None)
+    if names:
+        return names[0]
+    dims = arr.attrs.get("_ARRAY_DIMENSIONS") if hasattr(arr, "attrs") else None
+    if isinstance(dims, (list, tuple)) and dims:
+        return str(dims[0])
+    return None
+
+
+def _entry_arrays(group: Any) -> dict[str, Any]:
+    """The arrays of ``group`` that share its leading axis (by dimension name and length).
+
+    The most common (leading dimension name, length) pair wins; ties go to the
+    longer axis.  0-d arrays are ignored.
+    """
+    arrs = {name: a for name, a in group.arrays() if len(a.shape) >= 1}
+    if not arrs:
+        return {}
+    sig = {name: (_dim0(a), int(a.shape[0])) for name, a in arrs.items()}
+    counts = Counter(sig.values())
+    best = max(counts, key=lambda s: (counts[s], s[1]))
+    return {name: arrs[name] for name in sorted(arrs) if sig[name] == best}
