@@ -1,0 +1,170 @@
+"""``zarrmux convert``, ``zarrmux info`` and ``zarrmux verify``.
+
+Exit codes (all three commands)::
+
+    0    success
+    1    verify found mismatches
+    2    usage error (bad arguments or option values)
+    3    bad input: a source could not be converted (message names file and problem);
+         nothing partial is left
+    4    destination/store problem: not a zarrmux corpus, unreadable, incompatible options
+    5    converted, but bad sources were skipped (--on-error skip)
+    130  interrupted; committed entries are kept, rerun the command to resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .exceptions import ConversionError, CorpusError
+
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_STORE, EXIT_SKIPPED = 0, 1, 2, 3, 4, 5
+
+_EPILOG = """exit codes: 0 ok; 1 verify mismatches; 2 usage error; 3 bad input (nothing partial left);
+4 destination is not a zarrmux corpus / incompatible; 5 converted but bad sources skipped; 130 interrupted"""
+
+
+def _err(msg: str) -> None:
+    print(f"zarrmux: error: {msg}", file=sys.stderr)
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be > 0")
+    return v
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``convert``, ``info`` and ``verify`` subcommands."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser(
+        "convert",
+        help="convert NPZ/NPY archives into a chunked Zarr corpus",
+        description=(
+            "Convert NPZ/NPY archives (files, directories, glob patterns) into one chunked, sharded\n"
+            "Zarr v3 corpus, or append them to an existing one. Streaming, parallel, resumable:\n"
+            "rerun the same command after an interruption to finish the work."
+        ),
+        epilog=_EPILOG,
+        formatter_class=fmt,
+    )
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="NPZ/NPY files, directories (searched recursively), glob patterns")
+    p.add_argument("-o", "--output", required=True, metavar="DEST", help="the corpus directory (created, or appended to)")
+    p.add_argument("--keys", metavar="K1,K2", help="convert only these keys (default: all keys of the first archive)")
+    p.add_argument("--group", default="suffix", metavar="RULE",
+                   help="NPY grouping: 'suffix' (song1_X.npy -> entry song1, key X; default), "
+                        "'dir' (X/song1.npy), or a regex with named groups 'entry' and 'key'")
+    p.add_argument("--chunk-rows", type=_positive, help="rows per inner chunk (default: ~32 KiB of the key)")
+    p.add_argument("--shard-rows", type=_positive, help="rows per shard (default: ~32 MiB of the widest key)")
+    p.add_argument("--codec", choices=("lz4", "zstd", "none"), default="lz4", help="blosc codec with byte shuffle (default lz4)")
+    p.add_argument("--level", type=int, help="compression level (default: 5 for lz4, 3 for zstd)")
+    p.add_argument("--workers", type=_positive, help="parallel processes (default: number of cores)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="run on dask.distributed: tcp://host:8786 or 'local'")
+    p.add_argument("--overwrite", action="store_true", help="replace entries whose name exists with different data")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                   help="'raise': stop at the first bad source (default); 'skip': list bad sources, convert the rest")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the summary line")
+    p.set_defaults(func=cmd_convert)
+
+    p = subparsers.add_parser("info", help="describe a corpus", description="Print entries, rows, keys, chunking, codec, stored bytes and compression ratio.", epilog=_EPILOG, formatter_class=fmt)
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    p.set_defaults(func=cmd_info)
+
+    p = subparsers.add_parser(
+        "verify",
+        help="check a corpus (and optionally its sources)",
+        description="Recompute every entry's checksum from the stored data; with SOURCES, also compare\nthe sources with the corpus. Lists every mismatch and exits 1 if there is any.",
+        epilog=_EPILOG,
+        formatter_class=fmt,
+    )
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("sources", nargs="*", metavar="SOURCE", help="the archives the corpus was converted from")
+    p.add_argument("--group", default="suffix", metavar="RULE", help="NPY grouping rule, as for convert")
+    p.set_defaults(func=cmd_verify)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert
+
+    show_bar = not args.quiet and sys.stderr.isatty()
+    try:
+        report = convert(
+            args.sources,
+            args.output,
+            keys=args.keys,
+            chunk_rows=args.chunk_rows,
+            shard_rows=args.shard_rows,
+            codec=args.codec,
+            level=args.level,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            overwrite=args.overwrite,
+            on_error=args.on_error,
+            progress=show_bar,
+            group=args.group,
+        )
+    except ConversionError as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    except CorpusError as exc:
+        _err(str(exc))
+        return EXIT_STORE
+    except ValueError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    for e in report.errors:
+        print(f"zarrmux: skipped: {e}", file=sys.stderr)
+    print(report.summary())
+    return EXIT_SKIPPED if report.errors else EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .verify import info
+
+    try:
+        d = info(args.store)
+    except CorpusError as exc:
+        _err(str(exc))
+        return EXIT_STORE
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return EXIT_OK
+    level = f" level {d['level']}" if d["codec"] != "none" else ""
+    print(f"{d['store']}: {d['entries']} entries, {d['rows']} rows, codec {d['codec']}{level} (blosc, byte shuffle)")
+    print(f"  stored {d['stored_bytes'] / 1e6:.2f} MB (index {d['index_bytes'] / 1e6:.2f} MB), decoded {d['decoded_bytes'] / 1e6:.2f} MB, ratio {d['ratio']}")
+    for k, v in d["keys"].items():
+        shape = "(rows" + "".join(f", {s}" for s in v["trailing_shape"]) + ")"
+        print(
+            f"  {k}: {v['dtype']} {shape}"
+            f"  chunk {v['chunk_rows']} rows ({v['chunk_bytes'] / 1024:.0f} KiB), shard {v['shard_rows']} rows"
+            f" ({v['shard_bytes'] / 2**20:.1f} MiB), stored {v['stored_bytes'] / 1e6:.2f} MB, ratio {v['ratio']}"
+        )
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    try:
+        problems = verify(args.store, args.sources or None, group=args.group)
+    except CorpusError as exc:
+        _err(str(exc))
+        return EXIT_STORE
+    except ConversionError as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    for m in problems:
+        print(f"MISMATCH {m}")
+    if problems:
+        print(f"{len(problems)} mismatch(es) in {args.store}", file=sys.stderr)
+        return EXIT_MISMATCH
+    print(f"{args.store}: ok")
+    return EXIT_OK
