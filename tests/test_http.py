@@ -1,0 +1,150 @@
+"""Reading corpora over HTTP from a loopback server (which cannot list directories)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+import re
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from zarrmux.corpus import open_corpus
+from zarrmux.exceptions import CorpusError, DataError
+from zarrmux.testing import make_entry, write_corpus
+
+
+class RangeHandler(SimpleHTTPRequestHandler):
+    """Static files with single-range ``Range`` support; no directory listings; counts requests."""
+
+    requests: list[str] = []
+    ranges = True
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def list_directory(self, path: str):  # type: ignore[no-untyped-def]
+        self.send_error(404, "no listings")
+        return None
+
+    def do_GET(self) -> None:
+        type(self).requests.append(self.path)
+        rng = self.headers.get("Range")
+        path = self.translate_path(self.path)
+        if not type(self).ranges or not rng or not os.path.isfile(path):
+            return super().do_GET()
+        m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
+        size = os.path.getsize(path)
+        if m is None:
+            self.send_error(416)
+            return None
+        a, b = m.groups()
+        if a == "":
+            start, end = max(0, size - int(b)), size
+        else:
+            start, end = int(a), (min(size, int(b) + 1) if b else size)
+        if start >= size:
+            self.send_error(416)
+            return None
+        with open(path, "rb") as f:
+            f.seek(start)
+            body = f.read(end - start)
+        self.send_response(206)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        return None
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, dict]]:
+    root = tmp_path_factory.mktemp("http")
+    truth = {f"song{i}": make_entry(150 + 61 * i, 4, seed=i) for i in range(4)}
+    write_corpus(root / "c.zarr", truth, chunk_rows=16, shard_rows=64)
+    handler = functools.partial(RangeHandler, directory=str(root))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root, truth
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _check(c, truth: dict, n: int, seed: int) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    ents = rng.integers(0, len(c), 40)
+    starts = np.array([rng.integers(0, c.rows[e] - n + 1) for e in ents])
+    out = c.read_windows(ents, starts, n)
+    for k in c.keys:
+        for b, (e, s) in enumerate(zip(ents, starts)):
+            np.testing.assert_array_equal(out[k][b], truth[c.names[e]][k][s : s + n])
+
+
+def test_http_corpus_with_ranges(served: tuple[str, Path, dict]) -> None:
+    url, _, truth = served
+    RangeHandler.ranges = True
+    RangeHandler.requests.clear()
+    c = open_corpus(f"{url}/c.zarr")
+    assert c.names == list(truth) and c.keys == ("X", "Y")
+    assert not any(r.rstrip("/").endswith("c.zarr") for r in RangeHandler.requests)  # never listed
+    assert {r.mode for r in c._readers} == {"shard"}
+    _check(c, truth, 16, 0)
+    _check(c, truth, 70, 1)
+    np.testing.assert_array_equal(c["song3"]["X"][:], truth["song3"]["X"])
+    # workers reopen from the pickle
+    c2 = pickle.loads(pickle.dumps(c))
+    _check(c2, truth, 5, 2)
+
+
+def test_http_server_without_range_support(served: tuple[str, Path, dict]) -> None:
+    url, _, truth = served
+    RangeHandler.ranges = False  # plain http.server behaviour: whole objects
+    try:
+        c = open_corpus(f"{url}/c.zarr", cache_bytes=0)
+        _check(c, truth, 16, 3)
+    finally:
+        RangeHandler.ranges = True
+
+
+def test_http_plain_zarr_with_consolidated_metadata(served: tuple[str, Path, dict]) -> None:
+    url, root, _ = served
+    e = make_entry(90, 3, seed=5)
+    g = zarr.open_group(root / "plain.zarr", mode="w")
+    for name in ("a", "b"):
+        sub = g.create_group(name)
+        for k, a in e.items():
+            sub.create_array(k, shape=a.shape, dtype=a.dtype, chunks=(20, *a.shape[1:]))[...] = a
+    zarr.consolidate_metadata(root / "plain.zarr")
+    c = open_corpus(f"{url}/plain.zarr")
+    assert c.names == ["a", "b"]
+    _check(c, {"a": e, "b": e}, 11, 4)
+
+
+def test_http_errors(served: tuple[str, Path, dict]) -> None:
+    url, root, _ = served
+    with pytest.raises(CorpusError, match="missing.zarr"):
+        open_corpus(f"{url}/missing.zarr")
+    with pytest.raises(KeyError, match="'Q'"):
+        open_corpus(f"{url}/c.zarr", keys=["Q"])
+    # a corrupt shard index over HTTP
+    import shutil
+
+    shutil.copytree(root / "c.zarr", root / "bad.zarr")
+    shard = root / "bad.zarr" / "X" / "c" / "1" / "0"
+    raw = bytearray(shard.read_bytes())
+    raw[-7] ^= 0x55
+    shard.write_bytes(bytes(raw))
+    c = open_corpus(f"{url}/bad.zarr")
+    with pytest.raises(DataError, match=r"song0.*'X'.*X/c/1/0"):
+        c.read_windows([0], [70], 16)
