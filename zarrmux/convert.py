@@ -405,6 +405,7 @@ def convert(
     progress: bool | Callable[[int, int, int, int], None] | None = None,
     group: str = "suffix",
     unit_rows: int | None = None,
+    commit_every: float = 1.0,
 ) -> ConversionReport:
     """Convert NPZ/NPY ``sources`` into (or append them to) the corpus at ``dest``.
 
@@ -446,6 +447,11 @@ def convert(
         NPY grouping rule, or a regex with named groups ``entry`` and ``key``.
     unit_rows : int > 0, optional
         Rows per unit of work (default ``2 * shard_rows``).
+    commit_every : float >= 0
+        Seconds between commits: finished units are committed together (in
+        plan order) at most this often, and at the end.  A commit rewrites
+        the index chunks, so committing every small unit would be slow; a
+        killed run loses at most this much finished work.
 
     Returns
     -------
@@ -564,26 +570,34 @@ def convert(
 
     bar = _Progress(progress, len(todo), sum(e.nbytes for e in todo))
     finished: dict[int, UnitResult] = {}
-    next_commit = 0
+    ready: list[UnitResult] = []  # finished in plan order, not committed yet
+    next_unit = 0
+    last_commit = time.monotonic()
     in_process = scheduler is None and (workers == 1 or len(tasks) <= 1)
 
-    def commit_ready() -> None:
-        nonlocal next_commit
-        while next_commit in finished:
-            res = finished.pop(next_commit)
-            task = tasks[next_commit]
-            new = [r for r in res.records if r.name not in updates_for]
-            upd = {updates_for[r.name]: r for r in res.records if r.name in updates_for}
-            layout.commit_entries(root, new, rows_allocated=task.end, updates=upd)
-            report.appended += [r.name for r in new]
-            report.overwritten += [r.name for r in res.records if r.name in updates_for]
-            report.entries += len(res.records)
-            report.rows += sum(r.rows for r in res.records)
-            report.bytes_read += res.bytes_read
-            report.errors += res.errors
+    def commit_ready(force: bool = False) -> None:
+        """Commit the finished prefix of the plan, at most every ``commit_every`` seconds."""
+        nonlocal next_unit, last_commit
+        while next_unit in finished:
+            res = finished.pop(next_unit)
+            ready.append(res)
+            next_unit += 1
             if not in_process:
                 bar.advance(len(res.records), res.bytes_read)
-            next_commit += 1
+        if not ready or not (force or next_unit == len(tasks) or time.monotonic() - last_commit >= commit_every):
+            return
+        records = [r for res in ready for r in res.records]
+        new = [r for r in records if r.name not in updates_for]
+        upd = {updates_for[r.name]: r for r in records if r.name in updates_for}
+        layout.commit_entries(root, new, rows_allocated=tasks[ready[-1].index].end, updates=upd)
+        report.appended += [r.name for r in new]
+        report.overwritten += [r.name for r in records if r.name in updates_for]
+        report.entries += len(records)
+        report.rows += sum(r.rows for r in records)
+        report.bytes_read += sum(res.bytes_read for res in ready)
+        report.errors += [e for res in ready for e in res.errors]
+        ready.clear()
+        last_commit = time.monotonic()
 
     try:
         if scheduler is not None:
@@ -595,7 +609,12 @@ def convert(
         for res in results:
             finished[res.index] = res
             commit_ready()
+        commit_ready(force=True)
     except BaseException:
+        try:  # keep the units that did finish, then drop everything uncommitted
+            commit_ready(force=True)
+        except Exception:  # noqa: BLE001 - the original error matters more
+            pass
         _cleanup(dest, root, created)
         raise
     finally:

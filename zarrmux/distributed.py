@@ -60,12 +60,14 @@ def get_client(
     if scheduler == "local":
         import os
 
+        # processes: TCP bound to loopback only; threads: in-process transport, no socket at all
+        where = {"host": "127.0.0.1"} if processes else {}
         with distributed.LocalCluster(
             n_workers=n_workers or os.cpu_count() or 1,
             threads_per_worker=threads_per_worker,
             processes=processes,
-            host="127.0.0.1",
             dashboard_address=None,
+            **where,
         ) as cluster, distributed.Client(cluster) as client:
             yield client
         return
