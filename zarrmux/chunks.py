@@ -52,6 +52,8 @@ __all__ = [
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 #: zarr's marker of an absent inner chunk in a shard index
 MAX_UINT_64 = 2**64 - 1
+#: shard indexes kept per array (16 bytes per inner chunk: 8 MiB index 16 GiB of data at 32 KiB chunks)
+INDEX_CACHE_BYTES = 8 * 1024 * 1024
 #: fallback (zarr-slicing) reads are cut into row blocks of at most this many bytes
 FALLBACK_BLOCK_BYTES = 4 * 1024 * 1024
 
@@ -115,6 +117,21 @@ class ChunkCache:
             self.hits += 1
             return value
 
+    def get_many(self, keys: Sequence[Hashable]) -> list[np.ndarray | None]:
+        """Look up several keys under one lock acquisition."""
+        data = self._data
+        out: list[np.ndarray | None] = []
+        with self._lock:
+            for key in keys:
+                value = data.get(key)
+                if value is not None:
+                    data.move_to_end(key)
+                out.append(value)
+            hits = sum(v is not None for v in out)
+            self.hits += hits
+            self.misses += len(out) - hits
+        return out
+
     def put(self, key: Hashable, value: np.ndarray) -> None:
         size = int(value.nbytes)
         if size > self.max_bytes:
@@ -152,38 +169,113 @@ class _Req:
 
 
 class _LocalIO:
-    """Byte-range reads of files under a ``LocalStore`` root with ``os.pread``."""
+    """Byte-range reads of files under a ``LocalStore`` root with ``os.pread``.
 
-    def __init__(self, root: str) -> None:
+    Open file descriptors are kept in a small LRU (``max_fds``) shared by
+    threads; a descriptor is closed only when no read is using it.  Reads of
+    one file within ``COALESCE_GAP`` bytes of each other are merged into one
+    ``pread``.
+    """
+
+    COALESCE_GAP = 16 * 1024
+
+    def __init__(self, root: str, max_fds: int = 128) -> None:
         self.root = root
+        self.max_fds = max_fds
+        self._fds: OrderedDict[str, list[int]] = OrderedDict()  # key -> [fd, users]
+        self._lock = threading.Lock()
 
-    def read_many(self, reqs: Sequence[_Req]) -> list[bytes | None]:
-        out: list[bytes | None] = [None] * len(reqs)
+    def _acquire(self, key: str) -> int | None:
+        with self._lock:
+            slot = self._fds.get(key)
+            if slot is not None:
+                slot[1] += 1
+                self._fds.move_to_end(key)
+                return slot[0]
+        try:
+            fd = os.open(os.path.join(self.root, *key.split("/")), os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        with self._lock:
+            slot = self._fds.get(key)
+            if slot is not None:  # another thread opened it meanwhile
+                os.close(fd)
+                slot[1] += 1
+                return slot[0]
+            self._fds[key] = [fd, 1]
+            if len(self._fds) > self.max_fds:
+                for k in list(self._fds):
+                    if len(self._fds) <= self.max_fds:
+                        break
+                    if self._fds[k][1] == 0:
+                        os.close(self._fds.pop(k)[0])
+            return fd
+
+    def _release(self, key: str, fd: int) -> None:
+        with self._lock:
+            slot = self._fds.get(key)
+            if slot is not None and slot[0] == fd:
+                slot[1] -= 1
+                if slot[1] == 0 and len(self._fds) > self.max_fds:
+                    os.close(self._fds.pop(key)[0])
+
+    def close(self) -> None:
+        with self._lock:
+            for k in [k for k, v in self._fds.items() if v[1] == 0]:
+                os.close(self._fds.pop(k)[0])
+
+    def __del__(self) -> None:
+        try:
+            for fd, _ in self._fds.values():
+                os.close(fd)
+        except Exception:
+            pass
+
+    def read_many(self, reqs: Sequence[_Req]) -> list[Any]:
+        out: list[Any] = [None] * len(reqs)
         by_key: dict[str, list[int]] = defaultdict(list)
         for i, r in enumerate(reqs):
             by_key[r.key].append(i)
+        gap = self.COALESCE_GAP
         for key, idxs in by_key.items():
-            path = os.path.join(self.root, *key.split("/"))
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
+            fd = self._acquire(key)
+            if fd is None:
                 continue
             try:
+                ranges = []
                 size = -1
                 for i in idxs:
                     r = reqs[i]
                     if r.kind == "range":
-                        out[i] = os.pread(fd, r.length, r.start)
+                        ranges.append((r.start, r.length, i))
+                        continue
+                    if size < 0:
+                        size = os.fstat(fd).st_size
+                    if r.kind == "suffix":
+                        start = max(0, size - r.length)
+                        out[i] = os.pread(fd, size - start, start)
                     else:
-                        if size < 0:
-                            size = os.fstat(fd).st_size
-                        if r.kind == "suffix":
-                            start = max(0, size - r.length)
-                            out[i] = os.pread(fd, size - start, start)
-                        else:
-                            out[i] = os.pread(fd, size, 0)
+                        out[i] = os.pread(fd, size, 0)
+                if not ranges:
+                    continue
+                ranges.sort()
+                j = 0
+                while j < len(ranges):
+                    lo, ln, _ = ranges[j]
+                    hi = lo + ln
+                    k = j + 1
+                    while k < len(ranges) and ranges[k][0] <= hi + gap:
+                        hi = max(hi, ranges[k][0] + ranges[k][1])
+                        k += 1
+                    if k == j + 1:
+                        out[ranges[j][2]] = os.pread(fd, ln, lo)
+                    else:
+                        buf = memoryview(os.pread(fd, hi - lo, lo))
+                        for a, b, i in ranges[j:k]:
+                            out[i] = buf[a - lo : a - lo + b]
+                    j = k
             finally:
-                os.close(fd)
+                self._release(key, fd)
         return out
 
 
@@ -260,7 +352,7 @@ def _decoder_for(codecs: Sequence[Any], itemsize: int) -> tuple[str, Callable[[b
     order = "<" if endian is None or getattr(endian, "value", endian) == "little" else ">"
     rest = list(codecs[1:])
     if not rest:
-        return "none", lambda raw, expected: raw, order
+        return "none", lambda raw, expected: bytes(raw), order
     if len(rest) > 1:
         return None
     c = rest[0]
@@ -330,6 +422,8 @@ class ArrayReader:
         self.chunk_rows = max(1, int(array.chunks[0]) if array.chunks else max(1, self.shape[0]))
         self.store_dtype = self.dtype
         self._io = io
+        self._indexes: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._index_lock = threading.Lock()
         self._analyse()
         if self.mode == "zarr":
             # cut big chunks into row blocks so one window does not fetch a huge block
@@ -357,6 +451,7 @@ class ArrayReader:
         codecs = list(meta.codecs)
         base = self.array.store_path.path
         self._prefix = f"{base}/" if base else ""
+        self._keys: dict[int, str] = {}
         self._meta = meta
         self._ndim = len(self.shape)
         if len(codecs) == 1 and isinstance(codecs[0], ShardingCodec):
@@ -400,8 +495,13 @@ class ArrayReader:
 
     def object_key(self, outer_index: int) -> str:
         """The store key of outer chunk (shard) ``outer_index``."""
-        coords = (outer_index,) + (0,) * (self._ndim - 1)
-        return self._prefix + self._meta.encode_chunk_key(coords)
+        key = self._keys.get(outer_index)
+        if key is None:
+            coords = (outer_index,) + (0,) * (self._ndim - 1)
+            key = self._prefix + self._meta.encode_chunk_key(coords)
+            if len(self._keys) < 65536:
+                self._keys[outer_index] = key
+        return key
 
     def describe_chunk(self, c: int) -> str:
         """How errors name row chunk ``c``: store key, inner chunk and rows."""
@@ -425,6 +525,16 @@ class ArrayReader:
                     a.flags.writeable = False
                     self._fill = a
         return self._fill
+
+    def cached_index(self, shard: int) -> np.ndarray | None:
+        return self._indexes.get(shard)
+
+    def cache_index(self, shard: int, index: np.ndarray) -> None:
+        """Keep a shard index (at most ``INDEX_CACHE_BYTES`` per array, oldest dropped first)."""
+        with self._index_lock:
+            self._indexes[shard] = index
+            while len(self._indexes) > 1 and len(self._indexes) * index.nbytes > INDEX_CACHE_BYTES:
+                self._indexes.popitem(last=False)
 
     def decode_index(self, raw: bytes | None, shard: int) -> np.ndarray:
         """Offsets and lengths ``(chunks_per_shard, 2)`` of a shard; all-empty if absent."""
@@ -476,15 +586,17 @@ def load_chunks(wanted: Sequence[tuple[ArrayReader, int]], cache: ChunkCache) ->
     shard-index reads (for indexes not cached), then one round of chunk byte
     ranges, then decoding.  Raises :class:`ChunkFault` on corrupt data.
     """
+    keys = [(reader.uid, c) for reader, c in wanted]
+    found = cache.get_many(keys)
     got: dict[tuple[int, int], np.ndarray] = {}
-    misses: dict[ArrayReader, list[int]] = defaultdict(list)
-    for reader, c in wanted:
-        key = (reader.uid, c)
-        if key in got:
-            continue
-        a = cache.get(key)
+    misses: dict[ArrayReader, list[int]] = {}
+    for (reader, c), key, a in zip(wanted, keys, found):
         if a is None:
-            misses[reader].append(c)
+            lst = misses.get(reader)
+            if lst is None:
+                misses[reader] = [c]
+            else:
+                lst.append(c)
         else:
             got[key] = a
     if not misses:
@@ -499,49 +611,53 @@ def load_chunks(wanted: Sequence[tuple[ArrayReader, int]], cache: ChunkCache) ->
     if not misses:
         return got
 
-    # round 1: shard indexes
-    indexes: dict[tuple[int, int], np.ndarray] = {}
+    # round 1: shard indexes not cached yet
     idx_reqs: dict[Any, list[tuple[ArrayReader, int, _Req]]] = defaultdict(list)
     for reader, cs in misses.items():
         if reader.mode != "shard":
             continue
-        for s in sorted({c // reader.chunks_per_shard for c in cs}):
-            ikey = (reader.uid, -1 - s)
-            idx = cache.get(ikey)
-            if idx is not None:
-                indexes[(reader.uid, s)] = idx
-                continue
-            okey = reader.object_key(s)
-            if reader.index_at_end:
-                req = _Req(okey, "suffix", 0, reader.index_nbytes)
-            else:
-                req = _Req(okey, "range", 0, reader.index_nbytes)
-            idx_reqs[reader._io].append((reader, s, req))
+        cps = reader.chunks_per_shard
+        for s in {c // cps for c in cs}:
+            if reader.cached_index(s) is None:
+                okey = reader.object_key(s)
+                kind = "suffix" if reader.index_at_end else "range"
+                idx_reqs[reader._io].append((reader, s, _Req(okey, kind, 0, reader.index_nbytes)))
+    indexes: dict[tuple[int, int], np.ndarray] = {}
     for io, items in idx_reqs.items():
         raws = io.read_many([it[2] for it in items])
         for (reader, s, _), raw in zip(items, raws):
             idx = reader.decode_index(raw, s)
-            indexes[(reader.uid, s)] = idx
-            cache.put((reader.uid, -1 - s), idx)
+            indexes[(reader.uid, s)] = idx  # held for this call even if evicted
+            reader.cache_index(s, idx)
 
     # round 2: chunk bytes
     chunk_reqs: dict[Any, list[tuple[ArrayReader, int, _Req]]] = defaultdict(list)
     for reader, cs in misses.items():
+        reqs = chunk_reqs[reader._io]
         if reader.mode == "shard":
             cps = reader.chunks_per_shard
+            uid = reader.uid
             for c in cs:
-                s = c // cps
-                off, nb = (int(v) for v in indexes[(reader.uid, s)][c % cps])
+                s, i = divmod(c, cps)
+                idx = indexes.get((uid, s))
+                if idx is None:
+                    idx = reader.cached_index(s)
+                    if idx is None:  # evicted by another thread meanwhile: read it again
+                        idx = load_index(reader, s)
+                    indexes[(uid, s)] = idx
+                off, nb = idx[i].tolist()
                 if off == MAX_UINT_64 and nb == MAX_UINT_64:
-                    got[(reader.uid, c)] = reader.fill_chunk()
+                    got[(uid, c)] = reader.fill_chunk()
                     continue
                 if off == MAX_UINT_64 or nb == MAX_UINT_64 or nb > 1 << 40:
                     raise ChunkFault(reader, [c], reader.describe_chunk(c), f"bad shard index entry (offset {off}, nbytes {nb})")
-                chunk_reqs[reader._io].append((reader, c, _Req(reader.object_key(s), "range", off, nb)))
+                reqs.append((reader, c, _Req(reader.object_key(s), "range", off, nb)))
         else:
             for c in cs:
-                chunk_reqs[reader._io].append((reader, c, _Req(reader.object_key(c), "full")))
+                reqs.append((reader, c, _Req(reader.object_key(c), "full")))
     for io, items in chunk_reqs.items():
+        if not items:
+            continue
         raws = io.read_many([it[2] for it in items])
         for (reader, c, req), raw in zip(items, raws):
             if raw is None:
@@ -555,3 +671,12 @@ def load_chunks(wanted: Sequence[tuple[ArrayReader, int]], cache: ChunkCache) ->
                 cache.put((reader.uid, c), a)
             got[(reader.uid, c)] = a
     return got
+
+
+def load_index(reader: ArrayReader, shard: int) -> np.ndarray:
+    """Read, check and cache the index of one shard."""
+    kind = "suffix" if reader.index_at_end else "range"
+    (raw,) = reader._io.read_many([_Req(reader.object_key(shard), kind, 0, reader.index_nbytes)])
+    idx = reader.decode_index(raw, shard)
+    reader.cache_index(shard, idx)
+    return idx
