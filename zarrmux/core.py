@@ -20,6 +20,8 @@ from .exceptions import PescadorError
 
 __all__ = ["Streamer", "streamable"]
 
+_ATOMIC = frozenset({type(None), bool, int, float, complex, str, bytes, type(len), type(lambda: 0)})
+
 
 class Streamer:
     """A wrapper for recycling iterables and generator functions.
@@ -74,8 +76,10 @@ class Streamer:
         cls = self.__class__
         result = cls.__new__(cls)
         memo[id(self)] = result
+        d = result.__dict__
         for k, v in self.__dict__.items():
-            setattr(result, k, copy.deepcopy(v, memo))
+            # immutable atoms need no copy: skip copy.deepcopy's dispatch for them
+            d[k] = v if type(v) in _ATOMIC else copy.deepcopy(v, memo)
         return result
 
     def __enter__(self, *args: Any, **kwargs: Any) -> "Streamer":

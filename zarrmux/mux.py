@@ -39,7 +39,7 @@ import numpy as np
 
 from . import core
 from .exceptions import PescadorError
-from .util import Deprecated, Draws, RandomLike, choice_cdf_of, get_rng, rename_kw
+from .util import Deprecated, Draws, RandomLike, cdf_of, get_rng, rename_kw
 
 __all__ = ["BaseMux", "StochasticMux", "ShuffledMux", "RoundRobinMux", "ChainMux", "Mux"]
 
@@ -285,7 +285,8 @@ class StochasticMux(BaseMux):
         self.stream_weights_: Any = None
         self.weight_norm_: Any = None
         self._draws: Draws | None = None
-        self._cdf: list[float] = []
+        self._cdf: list[float] = []  # cdf of stream_weights_ / weight_norm_
+        self._dist_cdf: list[float] | None = None  # cdf of distribution_; None when stale
         self._live = False
 
     def _initial_stream_weights(self) -> np.ndarray:
@@ -304,6 +305,7 @@ class StochasticMux(BaseMux):
     def _activate(self) -> None:
         self._draws = Draws(self.rng)
         self.distribution_ = 1.0 / self.n_streams * np.ones(self.n_streams)
+        self._dist_cdf = None
         self.valid_streams_ = np.ones(self.n_streams, dtype=bool)
         self.streams_ = [None] * self.n_active
         self.stream_weights_ = self._initial_stream_weights()
@@ -317,10 +319,10 @@ class StochasticMux(BaseMux):
 
     def _set_weight_norm(self) -> None:
         """Recompute the total weight, the loop condition and the draw's cdf."""
-        self.weight_norm_ = np.sum(self.stream_weights_)
+        self.weight_norm_ = self.stream_weights_.sum()
         self._live = bool(self.weight_norm_ > 0.0 and self.valid_streams_.any())
         if self._live:
-            self._cdf = choice_cdf_of(self.stream_weights_ / self.weight_norm_)
+            self._cdf = cdf_of(self.stream_weights_ / self.weight_norm_)
 
     def _streamers_available(self) -> bool:
         return self._live
@@ -332,9 +334,11 @@ class StochasticMux(BaseMux):
     def _on_stream_exhausted(self, idx: int) -> None:
         if self.prune_empty_streams is True and self.stream_counts_[idx] == 0:
             self.distribution_[self.stream_idxs_[idx]] = 0.0
+            self._dist_cdf = None
             self.valid_streams_[self.stream_idxs_[idx]] = False
             self._live = bool(self._live and self.valid_streams_.any())
         if self.mode == "single_active":
+            self._dist_cdf = None
             # revive the stream with the largest current probability
             if self.distribution_.any():
                 self.distribution_[self.stream_idxs_[idx]] = np.max(self.distribution_)
@@ -351,7 +355,7 @@ class StochasticMux(BaseMux):
             return 1 + self.rng.poisson(lam=self.rate - 1)
         # binomial: Bin((rate-1) / (1-p), 1-p), p = chance of drawing this stream among the active
         with np.errstate(invalid="ignore"):
-            p = weight / (np.sum(self.stream_weights_) - self.stream_weights_[old_idx] + weight)
+            p = weight / (self.stream_weights_.sum() - self.stream_weights_[old_idx] + weight)
         if p > 0.9999 or np.isnan(p):
             return 1 + self.rng.poisson(lam=self.rate - 1)
         return 1 + self.rng.binomial((self.rate - 1) / (1 - p), 1 - p)
@@ -363,20 +367,30 @@ class StochasticMux(BaseMux):
         if self.mode != "with_replacement":
             # drawn without replacement: unavailable until revived
             self.distribution_[idx] = 0.0
+            self._dist_cdf = None
             if (self.distribution_ > 0).any():
-                self.distribution_[:] /= np.sum(self.distribution_)
+                self.distribution_[:] /= self.distribution_.sum()
         return streamer, weight
 
     def _new_stream(self, idx: int) -> None:
         # == rng.choice(n_streams, p=distribution_), same draw
-        self.stream_idxs_[idx] = self._draws.choice_p(self.distribution_)  # type: ignore[union-attr]
+        if self._dist_cdf is None:
+            self._dist_cdf = cdf_of(self.distribution_)
+        self.stream_idxs_[idx] = bisect_right(self._dist_cdf, self._draws.uniform())  # type: ignore[union-attr]
         self.streams_[idx], self.stream_weights_[idx] = self._activate_stream(self.stream_idxs_[idx], idx)  # type: ignore[index]
         self.stream_counts_[idx] = 0
 
     def _replace_stream(self, idx: int) -> None:
-        if (self.distribution_ > 0).any():
-            self.distribution_[:] /= np.sum(self.distribution_)
+        dist = self.distribution_
+        if (dist > 0).any():
+            total = dist.sum()
+            if total != 1.0:  # dividing by exactly 1.0 changes nothing: keep the cached cdf
+                dist /= total
+                self._dist_cdf = None
+            old_weight = self.stream_weights_[idx]
             self._new_stream(idx)
+            if self.stream_weights_[idx] == old_weight:
+                return  # same weights, same sum, same cdf: nothing to recompute
         else:
             self.stream_weights_[idx] = 0.0
         self._set_weight_norm()
@@ -426,9 +440,9 @@ class ShuffledMux(BaseMux):
         self._set_weight_norm()
 
     def _set_weight_norm(self) -> None:
-        self.weight_norm_ = np.sum(self.stream_weights_)
+        self.weight_norm_ = self.stream_weights_.sum()
         if self.weight_norm_ > 0.0:
-            self._cdf = choice_cdf_of(self.stream_weights_ / self.weight_norm_)
+            self._cdf = cdf_of(self.stream_weights_ / self.weight_norm_)
 
     def _streamers_available(self) -> bool:
         return self.weight_norm_ > 0.0

@@ -194,6 +194,11 @@ def choice_cdf_of(p: np.ndarray) -> list[float]:
     p = np.asarray(p, dtype=np.float64)
     if np.isnan(p).any() or (p < 0).any():
         raise ValueError("probabilities are not non-negative")
+    return cdf_of(p)
+
+
+def cdf_of(p: np.ndarray) -> list[float]:
+    """:func:`choice_cdf_of` without the checks, for probabilities known to be valid."""
     cdf = p.cumsum()
     cdf /= cdf[-1]
     return cdf.tolist()
