@@ -466,45 +466,45 @@ class Corpus:
                     f"window {i}: rows {int(st[i])}:{int(st[i]) + n} of entry {self._names[e]!r} (position {e}) "
                     f"fall outside its {int(rows[i])} rows"
                 )
-        plans = []
-        wanted: list[tuple[ArrayReader, int]] = []
         readers = self._readers
+        ent_l = ent.tolist()
+        plans = []
+        needed: set[tuple[int, int]] = set()
         for k in sel:
             rid = self._rid[k][ent]
             g = self._off[k][ent] + st
             cr = self._chunk_rows[rid]
             c0 = g // cr
             c1 = (g + (n - 1)) // cr
-            span = int((c1 - c0).max()) + 1 if B else 0
-            codes = []
-            for j in range(span):
-                m = c0 + j <= c1
-                codes.append(np.stack([rid[m], c0[m] + j], axis=1))
-            if codes:
-                pairs = np.unique(np.concatenate(codes), axis=0)
-                wanted.extend((readers[r], c) for r, c in pairs.tolist())
-            plans.append((k, rid, g, cr, c0, c1))
+            rid_l, g_l, cr_l, c0_l, c1_l = rid.tolist(), g.tolist(), cr.tolist(), c0.tolist(), c1.tolist()
+            for r, a, z in zip(rid_l, c0_l, c1_l):
+                needed.add((r, a))
+                if z != a:
+                    for c in range(a + 1, z + 1):
+                        needed.add((r, c))
+            plans.append((k, rid_l, g_l, cr_l, c0_l, c1_l))
         try:
-            chunks = load_chunks(wanted, self._cache)
+            chunks = load_chunks([(readers[r], c) for r, c in needed], self._cache)
         except ChunkFault as fault:
             raise self._data_error(fault, sel, ent, st, n) from fault
         out: dict[str, np.ndarray] = {}
-        for k, rid, g, cr, c0, c1 in plans:
+        for k, rid_l, g_l, cr_l, c0_l, c1_l in plans:
             spec = self._key_spec[k]
             if spec is None:
-                first = readers[int(rid[0])] if B else readers[int(self._rid[k][0])]
-                if B and len({(readers[r].dtype, readers[r].trailing) for r in set(rid.tolist())}) > 1:
+                specs = {(readers[r].dtype, readers[r].trailing) for r in set(rid_l)}
+                if len(specs) > 1:
                     raise ValueError(f"key {k!r} has different dtypes or row shapes across the requested entries")
-                spec = (first.dtype, first.trailing)
+                r0 = readers[rid_l[0]] if rid_l else readers[int(self._rid[k][0])]
+                spec = (r0.dtype, r0.trailing)
             dtype, trailing = spec
             res = np.empty((B, n, *trailing), dtype=dtype)
-            uids = [readers[r].uid for r in rid.tolist()]
-            for b, (uid, gb, crb, a, z) in enumerate(zip(uids, g.tolist(), cr.tolist(), c0.tolist(), c1.tolist())):
-                end = gb + n
+            for b, (r, gb, crb, a, z) in enumerate(zip(rid_l, g_l, cr_l, c0_l, c1_l)):
+                uid = readers[r].uid
                 if a == z:
                     lo = gb - a * crb
                     res[b] = chunks[(uid, a)][lo : lo + n]
                     continue
+                end = gb + n
                 for c in range(a, z + 1):
                     base = c * crb
                     lo = gb if gb > base else base
