@@ -298,3 +298,30 @@ def test_index_inconsistent_with_arrays(tmp_path: Path) -> None:
     layout.commit_entries(root, [layout.EntryRecord("ghost", 5000, 10)], rows_allocated=5010)
     with pytest.raises(CorpusError, match="ghost"):
         open_corpus(path)
+
+
+def test_reads_what_the_converter_writes(tmp_path: Path) -> None:
+    from zarrmux.convert import convert
+    from zarrmux.testing import make_npz_archives
+
+    paths = make_npz_archives(tmp_path / "npz", 4, min_rows=300, max_rows=900, features=8, seed=4)
+    convert(paths, tmp_path / "conv.zarr", chunk_rows=32, shard_rows=128)
+    c = open_corpus(tmp_path / "conv.zarr")
+    assert len(c) == 4 and set(c.keys) == {"X", "Y"}
+    assert {r.mode for r in c._readers} == {"shard"}
+    truth = {}
+    for name, p in zip(c.names, paths):
+        with np.load(p, allow_pickle=False) as z:
+            truth[name] = {k: z[k] for k in z.files}
+    ents, starts = _random_windows(c.rows, 40, 60, seed=11)
+    _check(c, truth, ents, starts, 40, c.read_windows(ents, starts, 40))
+    for e in c:
+        np.testing.assert_array_equal(e["X"][:], truth[e.name]["X"])
+        c.verify(e.name)
+
+
+def test_empty_corpus(tmp_path: Path) -> None:
+    layout.create_corpus(tmp_path / "e.zarr", {"X": layout.KeySpec("<f4", (3,), 16)}, shard_rows=32)
+    c = open_corpus(tmp_path / "e.zarr")
+    assert len(c) == 0 and c.names == [] and c.rows.shape == (0,) and c.keys == ("X",)
+    assert c.read_windows([], [], 4)["X"].shape == (0, 4, 3)

@@ -300,7 +300,8 @@ class Corpus:
         # per key: dtype and trailing shape (all entries must agree to stack windows)
         self._key_spec: dict[str, tuple[np.dtype, tuple[int, ...]] | None] = {}
         for k in keys:
-            specs = {(readers[j].dtype, readers[j].trailing) for j in set(rid[k].tolist())}
+            used = set(rid[k].tolist()) or {keys.index(k)}  # an empty zarrmux corpus: reader j is key j
+            specs = {(readers[j].dtype, readers[j].trailing) for j in used}
             self._key_spec[k] = specs.pop() if len(specs) == 1 else None
 
     # ------------------------------------------------------------------ API
@@ -376,6 +377,9 @@ class Corpus:
         with self._load_lock:
             if self._loaded:
                 self._cache.clear()
+                close_io = getattr(self._io, "close", None)
+                if close_io is not None:
+                    close_io()
                 try:
                     self._root.store.close()
                 except Exception:
@@ -531,6 +535,12 @@ class Corpus:
                         names.append(nm)
         who = f"entry {names[0]!r}" if len(names) == 1 else (f"entries {names}" if names else "entry <unknown>")
         return DataError(f"corrupt data in corpus {self.path!r}: {who}, key {key!r}, chunk {fault.where}: {fault.message}")
+
+    def streamers(self, n: int, **kwargs: Any) -> list[Any]:
+        """One :func:`zarrmux.window_streamer` per entry (``kwargs`` passed on)."""
+        from .streamers import window_streamer
+
+        return [window_streamer(entry, n, **kwargs) for entry in self]
 
     def read_rows(self, entry: int, key: str, start: int, stop: int) -> np.ndarray:
         """Rows ``[start, stop)`` of ``key`` of the entry at position ``entry`` (a copy)."""
