@@ -312,7 +312,9 @@ def read_header(fp: IO[bytes], where: str) -> tuple[np.dtype, tuple[int, ...], b
             shape, fortran, dtype = npformat.read_array_header_2_0(fp)
         else:
             shape, fortran, dtype = npformat._read_array_header(fp, version)  # type: ignore[attr-defined]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError) as exc:
+    except (zipfile.BadZipFile, zlib.error) as exc:
+        raise SourceError(where, f"corrupt data: {exc}") from None
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
         raise SourceError(where, f"not a valid NPY array ({exc})") from None
     header_bytes = (fp.tell() - start) if fp.seekable() else _header_len(version, fp)
     return np.dtype(dtype), tuple(int(s) for s in shape), bool(fortran), header_bytes
