@@ -1,0 +1,302 @@
+"""Background execution: ordered, bounded prefetch in threads, and :class:`Prefetcher`.
+
+:func:`prefetch_map`
+    ``fn(task)`` for every task of an iterator, run ahead by a small pool of
+    threads, results yielded **in task order**.  At most ``depth`` tasks are
+    in flight (submitted and not yet consumed), so memory is bounded by
+    ``depth`` results.  A task's exception is re-raised in the consumer.
+    The pool stops (threads joined, pending tasks cancelled) when the
+    iteration ends, when the generator is closed or garbage-collected, when
+    the consumer is interrupted (``KeyboardInterrupt`` while waiting) or on an
+    error.  The tasks iterator is advanced in the consumer's thread only.
+:class:`Prefetcher`
+    Runs any picklable ``Streamer`` (or mux) in a background thread or a
+    spawned process and yields its items in order.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import multiprocessing as mp
+import pickle
+import queue
+import threading
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from . import core
+from .exceptions import PescadorError
+
+__all__ = ["ThreadPool", "prefetch_map", "Prefetcher"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_pool_ids = itertools.count()
+
+
+class ThreadPool:
+    """A minimal pool of daemon threads running ``fn(task)`` into :class:`~concurrent.futures.Future`.
+
+    Parameters
+    ----------
+    fn : callable
+        The function every task is passed to.
+    threads : int > 0
+        Number of worker threads (started at once).
+    name : str
+        Prefix of the threads' names.
+    """
+
+    def __init__(self, fn: Callable[[Any], Any], threads: int, name: str = "zarrmux-prefetch") -> None:
+        if threads < 1:
+            raise PescadorError(f"threads={threads!r} must be >= 1")
+        self._fn = fn
+        self._tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        pid = next(_pool_ids)
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{pid}-{i}", daemon=True) for i in range(threads)
+        ]
+        self._closed = False
+        for t in self._threads:
+            t.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._tasks.get()
+            if item is None:
+                return
+            fut, task = item
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                result = self._fn(task)
+            except BaseException as exc:  # noqa: BLE001  (handed to the consumer)
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
+            del fut, task, item
+
+    def submit(self, task: Any) -> Future:
+        """Queue ``task``; its result (or exception) arrives in the returned future."""
+        if self._closed:
+            raise PescadorError("the thread pool is shut down")
+        fut: Future = Future()
+        self._tasks.put((fut, task))
+        return fut
+
+    def shutdown(self, pending: Iterable[Future] = ()) -> None:
+        """Cancel ``pending`` futures not started yet, stop and join every thread."""
+        for f in pending:
+            f.cancel()
+        if self._closed:
+            return
+        self._closed = True
+        for _ in self._threads:
+            self._tasks.put(None)
+        me = threading.current_thread()
+        for t in self._threads:
+            if t is not me:
+                t.join()
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        return list(self._threads)
+
+
+def prefetch_map(
+    fn: Callable[[T], R],
+    tasks: Iterable[T],
+    *,
+    depth: int,
+    threads: int = 1,
+    name: str = "zarrmux-prefetch",
+) -> Iterator[tuple[T, R]]:
+    """Yield ``(task, fn(task))`` in task order, computed ahead in background threads.
+
+    Parameters
+    ----------
+    fn : callable
+        Run in the worker threads; must be thread-safe.
+    tasks : iterable
+        Advanced in the consumer's thread, ``depth`` tasks ahead of it.
+    depth : int > 0
+        Tasks in flight (submitted, result not yet yielded).
+    threads : int > 0
+        Worker threads (at most ``depth`` are useful).
+
+    Yields
+    ------
+    (task, result)
+    """
+    if depth < 1:
+        raise PescadorError(f"depth={depth!r} must be >= 1")
+    return _prefetch(fn, iter(tasks), depth, max(1, min(threads, depth)), name)
+
+
+def _prefetch(fn: Callable[[T], R], it: Iterator[T], depth: int, threads: int, name: str) -> Iterator[tuple[T, R]]:
+    pool = ThreadPool(fn, threads, name)
+    pending: collections.deque[tuple[T, Future]] = collections.deque()
+    try:
+        for task in itertools.islice(it, depth):
+            pending.append((task, pool.submit(task)))
+        while pending:
+            task, fut = pending.popleft()
+            result = fut.result()
+            del fut
+            for nxt in itertools.islice(it, 1):
+                pending.append((nxt, pool.submit(nxt)))
+            yield task, result
+            del task, result
+    finally:
+        pool.shutdown([f for _, f in pending])
+        pending.clear()
+
+
+# ---------------------------------------------------------------------- Prefetcher
+_END = "__zarrmux_prefetcher_end__"
+_ERR = "__zarrmux_prefetcher_error__"
+
+
+def _run_streamer_into(streamer: Any, max_iter: Any, put: Callable[[Any], bool], stop: Any) -> None:
+    """Body of a worker: iterate ``streamer``, ``put`` every item, then the end marker."""
+    try:
+        for item in streamer.iterate(max_iter=max_iter):
+            if stop.is_set() or not put(("item", item)):
+                return
+        put((_END, None))
+    except BaseException as exc:  # noqa: BLE001  (sent to the consumer)
+        try:
+            payload: Any = pickle.dumps(exc)
+        except Exception:  # an exception that does not pickle: send its text
+            payload = PescadorError(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        put((_ERR, payload))
+
+
+def _process_main(payload: bytes, max_iter: Any, q: Any, stop: Any) -> None:
+    streamer = pickle.loads(payload)
+
+    def put(msg: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(msg, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    _run_streamer_into(streamer, max_iter, put, stop)
+
+
+class Prefetcher(core.Streamer):
+    """Run a streamer (or mux) in a background thread or process; yield its items in order.
+
+    Parameters
+    ----------
+    streamer : Streamer or iterable
+        What to run.  With ``method='process'`` it must be picklable (it is
+        sent to a new process started with ``spawn``; no network ports).
+    method : {'thread', 'process'}
+    depth : int > 0
+        Items buffered ahead of the consumer.
+
+    Notes
+    -----
+    A ``Prefetcher`` is itself a ``Streamer``: each activation starts a fresh
+    worker that iterates ``streamer`` once.  The worker stops when the stream
+    ends, when the consumer stops iterating (the generator is closed or
+    garbage-collected) or is interrupted; an exception raised in the worker
+    is re-raised in the consumer.  The worker may run up to ``depth`` items
+    ahead of a ``max_iter`` limit.
+    """
+
+    def __init__(self, streamer: Any, *, method: str = "thread", depth: int = 4) -> None:
+        if method not in ("thread", "process"):
+            raise PescadorError(f"method={method!r} must be 'thread' or 'process'")
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise PescadorError(f"depth={depth!r} must be an integer >= 1")
+        if not isinstance(streamer, core.Streamer):
+            streamer = core.Streamer(streamer)
+        if method == "process":
+            try:
+                pickle.dumps(streamer)
+            except Exception as exc:
+                raise PescadorError(f"method='process' needs a picklable streamer: {exc}") from exc
+        self.source = streamer
+        self.method = method
+        self.depth = depth
+        super().__init__(_thread_items if method == "thread" else _process_items, streamer, depth)
+
+
+def _drain(get: Callable[[], Any]) -> Iterator[Any]:
+    while True:
+        kind, value = get()
+        if kind == _END:
+            return
+        if kind == _ERR:
+            raise pickle.loads(value) if isinstance(value, bytes) else value
+        yield value
+
+
+def _thread_items(source: Any, depth: int) -> Iterator[Any]:
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(msg: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(msg, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    t = threading.Thread(target=_run_streamer_into, args=(source, None, put, stop), name="zarrmux-prefetcher", daemon=True)
+    t.start()
+    try:
+        yield from _drain(q.get)
+    finally:
+        stop.set()
+        t.join()
+
+
+def _process_items(source: Any, depth: int) -> Iterator[Any]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue(maxsize=depth)
+    stop = ctx.Event()
+    proc = ctx.Process(
+        target=_process_main, args=(pickle.dumps(source), None, q, stop), name="zarrmux-prefetcher", daemon=True
+    )
+    proc.start()
+
+    def get() -> Any:
+        while True:
+            try:
+                return q.get(timeout=0.2)
+            except queue.Empty:
+                if not proc.is_alive():
+                    try:
+                        return q.get(timeout=1.0)
+                    except queue.Empty:
+                        raise PescadorError(
+                            f"the Prefetcher process exited (code {proc.exitcode}) without finishing the stream"
+                        ) from None
+
+    try:
+        yield from _drain(get)
+    finally:
+        stop.set()
+        # unblock a worker waiting on a full queue, then wait for it
+        proc.join(timeout=0.5)
+        while proc.is_alive():
+            try:
+                while True:
+                    q.get_nowait()
+            except queue.Empty:
+                pass
+            proc.join(timeout=0.5)
+        q.close()
+        q.join_thread()

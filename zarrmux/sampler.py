@@ -1,0 +1,276 @@
+"""The native batched sampler: :class:`WindowSampler`.
+
+Structure: *plan slice -> pure read function -> batch*.  A
+:class:`~zarrmux.plan.WindowPlan` decides the windows of every batch
+(cheap, in the consumer's thread); :func:`read_block` reads one batch with
+one :meth:`Corpus.read_windows` call (batched chunk reads, shared decoded-chunk
+cache); with ``prefetch > 0`` a few background threads run ``read_block``
+ahead of the consumer and the batches come out in plan order.  So the
+sequence of windows depends on the seed, rank and world size only, never on
+prefetch depth, threads or cache size.
+
+Memory: decoded chunks held are bounded by the corpus's ``cache_bytes``
+(default 64 MiB, :data:`zarrmux.chunks.DEFAULT_CACHE_BYTES`), plus at most
+``prefetch + 1`` batches (in flight and being consumed) plus the chunks one
+read per thread has in hand.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from .exceptions import PescadorError
+from .plan import Block, WindowPlan
+from .prefetch import prefetch_map
+
+__all__ = ["WindowSampler", "read_block", "DEFAULT_PREFETCH"]
+
+#: batches read ahead by default
+DEFAULT_PREFETCH = 4
+
+
+def read_block(corpus: Any, n: int, keys: Sequence[str] | None, entries: np.ndarray, starts: np.ndarray) -> dict[str, np.ndarray]:
+    """Read one planned batch: ``{key: array (len(entries), n, ...)}``.  Pure: no state but the corpus cache."""
+    return corpus.read_windows(entries, starts, n, keys)
+
+
+class _Reader:
+    """``read_block`` bound to a corpus, for the worker threads (a task is a :class:`Block`)."""
+
+    def __init__(self, corpus: Any, n: int, keys: tuple[str, ...] | None) -> None:
+        self.corpus, self.n, self.keys = corpus, n, keys
+
+    def __call__(self, blk: Block) -> dict[str, np.ndarray]:
+        return read_block(self.corpus, self.n, self.keys, blk.entries, blk.starts)
+
+
+class WindowSampler:
+    """Batches of random contiguous windows from a corpus: ``{key: array (batch_size, n, ...)}``.
+
+    Parameters
+    ----------
+    corpus : zarrmux.Corpus, or a path / URL
+        A path or URL is opened with :func:`zarrmux.open_corpus` (``keys``,
+        ``cache_bytes``).
+    n : int > 0
+        Rows per window.
+    batch_size : int > 0
+        Windows per batch.
+    n_active : int > 0
+        Entries active at a time (not needed for ``mode='sequential'``).
+    rate : float > 0 or None
+        Expected windows per activation (``StochasticMux`` semantics).
+    weights : array-like of float >= 0, one per entry, or None
+        Long-run proportion of windows of each entry.
+    mode : {'with_replacement', 'single_active', 'exhaustive', 'sequential'}
+        See :mod:`zarrmux.plan`; 'sequential' visits every window position
+        (every ``hop`` rows) of every entry once, in order.
+    dist : {'binomial', 'poisson', 'constant'}
+        Distribution of the per-activation quota.
+    seed : int >= 0 or None
+        ``None`` draws one (kept in :meth:`state_dict`).
+    keys : sequence of str, optional
+        Keys to read (default: every key).
+    prefetch : int >= 0
+        Batches read ahead in background threads; 0 reads in the consumer's
+        thread.  Default :data:`DEFAULT_PREFETCH`.
+    threads : int > 0 or None
+        Reading threads (default ``min(prefetch, os.cpu_count())``).
+    cache_bytes : int >= 0 or None
+        Decoded-chunk cache budget when ``corpus`` is a path (default 64 MiB).
+    rank, world_size : int
+        This rank's disjoint share of the entries.
+    epoch_batches : int > 0 or None
+        Batches per epoch in 'with_replacement' / 'single_active' modes
+        (default: about one pass over the rows).
+    max_iter : int > 0 or None
+        Iterating yields ``max_iter`` batches (crossing epochs as needed);
+        ``None``: to the end of the current epoch.
+    hop : int > 0 or None
+        Step between window starts in 'sequential' mode (default ``n``).
+    drop_last : bool
+        Drop the short last batch of an 'exhaustive' or 'sequential' epoch.
+
+    Notes
+    -----
+    ``for batch in sampler`` runs the rest of the current epoch (or
+    ``max_iter`` batches), so ``for epoch in range(E): for batch in sampler``
+    runs ``E`` epochs.  :meth:`state_dict` reflects the batches the consumer
+    has received (batches read ahead are not counted), and
+    :meth:`load_state_dict` on a new sampler continues with exactly the
+    batches that would have come next.
+    """
+
+    def __init__(
+        self,
+        corpus: Any,
+        n: int,
+        *,
+        batch_size: int,
+        n_active: int | None = None,
+        rate: float | None = 16.0,
+        weights: Any = None,
+        mode: str = "with_replacement",
+        dist: str = "binomial",
+        seed: int | None = None,
+        keys: Sequence[str] | str | None = None,
+        prefetch: int = DEFAULT_PREFETCH,
+        threads: int | None = None,
+        cache_bytes: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        epoch_batches: int | None = None,
+        max_iter: int | None = None,
+        hop: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise PescadorError(f"prefetch={prefetch!r} must be an integer >= 0")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise PescadorError(f"threads={threads!r} must be an integer >= 1 or None")
+        if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1):
+            raise PescadorError(f"max_iter={max_iter!r} must be an integer >= 1 or None")
+        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+            raise PescadorError(f"n={n!r} must be an integer > 0")
+        if isinstance(keys, str):
+            keys = (keys,)
+        self._owns_corpus = False
+        if not hasattr(corpus, "read_windows"):
+            from .corpus import open_corpus
+
+            corpus = open_corpus(corpus, keys=keys, cache_bytes=cache_bytes)
+            self._owns_corpus = True
+        self.corpus = corpus
+        if keys is not None:
+            from .streamers import _check_keys
+
+            keys = _check_keys(corpus, keys)
+        self.keys: tuple[str, ...] = tuple(keys) if keys is not None else tuple(corpus.keys)
+        self.n = n
+        self.batch_size = batch_size
+        self.prefetch = prefetch
+        self.threads = threads if threads is not None else max(1, min(prefetch, os.cpu_count() or 1))
+        self.max_iter = max_iter
+        self._seed_given = seed
+        self.plan = WindowPlan(
+            corpus.rows,
+            n,
+            batch_size=batch_size,
+            n_active=n_active,
+            rate=rate,
+            weights=weights,
+            mode=mode,
+            dist=dist,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            epoch_batches=epoch_batches,
+            hop=hop,
+            drop_last=drop_last,
+        )
+        #: what the consumer has received: the plan state after the last batch yielded
+        self._state = self.plan.state_dict()
+        self._iter_ref: weakref.ReferenceType[Any] | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ plan
+    @property
+    def seed(self) -> int:
+        return int(self._state["seed"])
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next batch belongs to."""
+        return int(self._state["epoch"])
+
+    def _cursor(self) -> WindowPlan:
+        plan = self.plan.copy()
+        plan.load_state_dict(self._state)
+        return plan
+
+    def windows(self, max_iter: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The ``(entries, starts)`` of the batches iteration would yield next, without reading.
+
+        Does not advance the sampler.  ``max_iter`` as in the constructor
+        (default: the sampler's ``max_iter``).
+        """
+        limit = self.max_iter if max_iter is None else max_iter
+        for blk in self._cursor().blocks(limit):
+            yield blk.entries, blk.starts
+
+    # ------------------------------------------------------------------ iteration
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        if self._closed:
+            raise PescadorError("the WindowSampler is closed")
+        self._stop_iteration()
+        it = self._iterate()
+        self._iter_ref = weakref.ref(it)
+        return it
+
+    def _iterate(self) -> Iterator[dict[str, np.ndarray]]:
+        blocks = self._cursor().blocks(self.max_iter)
+        reader = _Reader(self.corpus, self.n, self.keys)
+        if self.prefetch == 0:
+            for blk in blocks:
+                batch = reader(blk)
+                self._state = blk.state_after
+                yield batch
+            return
+        for blk, batch in prefetch_map(reader, blocks, depth=self.prefetch, threads=self.threads, name="zarrmux-sampler"):
+            self._state = blk.state_after
+            yield batch
+
+    def _stop_iteration(self) -> None:
+        ref, self._iter_ref = self._iter_ref, None
+        it = ref() if ref is not None else None
+        if it is not None:
+            it.close()
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """A small JSON-serialisable dict: where the consumer is (counters, active slots, seed); no data."""
+        return {"sampler": "zarrmux.WindowSampler/1", "plan": dict(self._state)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (from :meth:`state_dict` of a sampler configured alike).
+
+        Raises
+        ------
+        PescadorError
+            If the state is malformed, or from another configuration, corpus or seed.
+        """
+        if not isinstance(state, dict) or state.get("sampler") != "zarrmux.WindowSampler/1" or "plan" not in state:
+            raise PescadorError(f"not a WindowSampler state: {state!r:.200}")
+        self._stop_iteration()
+        cursor = self.plan.copy()
+        cursor.load_state_dict(state["plan"], check_seed=self._seed_given)
+        self.plan = cursor
+        self._state = cursor.state_dict()
+
+    # ------------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        """Stop any running iteration (its threads are joined); close the corpus if the sampler opened it."""
+        self._stop_iteration()
+        if not self._closed and self._owns_corpus:
+            close = getattr(self.corpus, "close", None)
+            if close is not None:
+                close()
+        self._closed = True
+
+    def __enter__(self) -> "WindowSampler":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        p = self.plan
+        return (
+            f"<zarrmux.WindowSampler n={self.n} batch_size={self.batch_size} mode={p.mode!r} "
+            f"n_active={p.n_active} rate={p.rate} entries={len(p.share)} epoch={self.epoch} prefetch={self.prefetch}>"
+        )
