@@ -3,8 +3,8 @@
 :func:`prefetch_map`
     ``fn(task)`` for every task of an iterator, run ahead by a small pool of
     threads, results yielded **in task order**.  At most ``depth`` tasks are
-    in flight (submitted and not yet consumed), so memory is bounded by
-    ``depth`` results.  A task's exception is re-raised in the consumer.
+    in flight besides the result the consumer holds, so memory is bounded by
+    ``depth + 1`` results.  A task's exception is re-raised in the consumer.
     The pool stops (threads joined, pending tasks cancelled) when the
     iteration ends, when the generator is closed or garbage-collected, when
     the consumer is interrupted (``KeyboardInterrupt`` while waiting) or on an
@@ -124,7 +124,7 @@ def prefetch_map(
     tasks : iterable
         Advanced in the consumer's thread, ``depth`` tasks ahead of it.
     depth : int > 0
-        Tasks in flight (submitted, result not yet yielded).
+        Tasks submitted ahead of the result being consumed.
     threads : int > 0
         Worker threads (at most ``depth`` are useful).
 
