@@ -10,7 +10,7 @@ import zarr
 
 import zarrmux
 from zarrmux import layout
-from zarrmux.convert import ConversionReport, convert, plan_units
+from zarrmux.conversion import ConversionReport, convert, plan_units
 from zarrmux.testing import make_npz_archives
 
 
@@ -133,7 +133,7 @@ def test_readable_by_dask_and_xarray(tmp_path: Path) -> None:
 
 def test_lazy_export_and_codecs(tmp_path: Path) -> None:
     paths = make_npz_archives(tmp_path / "src", 2, min_rows=300, max_rows=400, features=4)
-    # importing the submodule rebinds zarrmux.convert to it; it stays callable
+    # the lazy export is the function, also after the module zarrmux.conversion is imported
     report = zarrmux.convert(paths, tmp_path / "lazy.zarr", workers=1)
     assert isinstance(report, zarrmux.ConversionReport) and report.entries == 2
     for codec in ("zstd", "none"):
@@ -173,7 +173,7 @@ def test_progress_callable_reaches_totals(tmp_path: Path) -> None:
 @pytest.mark.parametrize("dtype, trailing", [("f4", (6,)), ("i2", (2, 3)), ("?", ())])
 def test_fast_shard_encoder_is_byte_identical_to_zarr(tmp_path: Path, codec: str, dtype: str, trailing: tuple) -> None:
     """convert encodes shards itself (zarr-python is ~1 ms per inner chunk); the bytes must equal zarr's."""
-    from zarrmux.convert import _encode_shard, _fast_shard_encoder
+    from zarrmux.conversion import _encode_shard, _fast_shard_encoder
 
     rng = np.random.default_rng(1)
     data = (rng.standard_normal((1000, *trailing)) * 4).round().astype(dtype) + np.ones((), dtype)

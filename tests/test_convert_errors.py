@@ -12,7 +12,7 @@ import pytest
 import zarr
 
 from zarrmux import layout
-from zarrmux.convert import convert
+from zarrmux.conversion import convert
 from zarrmux.exceptions import ConversionError, CorpusError
 from zarrmux.testing import make_entry
 

@@ -16,7 +16,7 @@ import pytest
 import zarr
 
 from zarrmux import layout
-from zarrmux.convert import convert
+from zarrmux.conversion import convert
 from zarrmux.exceptions import ConversionError
 from zarrmux.testing import make_npz_archives
 from zarrmux.verify import verify
@@ -45,7 +45,7 @@ OPTS = dict(chunk_rows=128, shard_rows=512, unit_rows=512)
 KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time
-    from zarrmux.convert import convert
+    from zarrmux.conversion import convert
     if __name__ == "__main__":
         # a slow consumer of progress events keeps the run going long enough to be killed part way
         convert([sys.argv[1]], sys.argv[2], workers=1, chunk_rows=128, shard_rows=512, unit_rows=512,

@@ -68,7 +68,7 @@ def plain_copy(paths: list[Path], out: Path) -> float:
 
 
 def run_convert(paths: list[Path], dest: Path, workers: int) -> float:
-    from zarrmux.convert import convert
+    from zarrmux.conversion import convert
 
     shutil.rmtree(dest, ignore_errors=True)
     t = time.perf_counter()
@@ -98,7 +98,7 @@ def build_big(data: Path, gib: float) -> Path:
 
 PEAK_SCRIPT = """
 import resource, sys, time
-from zarrmux.convert import convert
+from zarrmux.conversion import convert
 t = time.perf_counter()
 r = convert([sys.argv[1]], sys.argv[2], workers=1)
 print(r.bytes_read, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

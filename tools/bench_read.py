@@ -5,11 +5,14 @@ Workload (issue 4's benchmark corpus): 64 entries of ``X`` float32
 and chunking; batches of 32 random 16-row windows.  Measured, in one run:
 
 * ``zarr``: plain zarr-python ``arr[s:s+n]`` per window and key (the peer);
-* ``read_windows cold``: a freshly opened corpus (empty decoded-chunk cache)
-  reading fresh random batches;
-* ``read_windows warm``: the same batches again (decoded chunks cached);
-* ``read_windows 2 threads``: two threads calling ``read_windows`` at once on
-  one corpus, fresh batches (the prefetcher's situation).
+* ``empty chunk cache``: a freshly opened corpus (default ``cache_bytes``)
+  reading random batches;
+* ``full cache, new windows``: the same corpus, its cache now full, reading
+  new random batches (the steady state of a long sampling run);
+* ``all chunks cached``: batches read a second time with a 1 GiB cache
+  (the cost of the hit path alone);
+* ``2 threads, full cache``: two threads calling ``read_windows`` at once on
+  one corpus, new batches (the prefetcher's situation).
 
 The machine evicts page cache that sits unread for 10-30 s, so the corpus
 files are read right before every timed run (page cache warm for everyone).
@@ -36,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import zarr  # noqa: E402
 
-from zarrmux.corpus import open_corpus  # noqa: E402
+from zarrmux.corpus import DEFAULT_CACHE_BYTES, open_corpus  # noqa: E402
 
 
 def build(path: Path, entries: int, seed: int = 0) -> None:
@@ -55,7 +58,7 @@ def build(path: Path, entries: int, seed: int = 0) -> None:
     if len(sources) < entries:
         sources = make_npz_archives(npz, entries, seed=seed)
     try:
-        from zarrmux.convert import convert
+        from zarrmux.conversion import convert
 
         convert(sources[:entries], path)
         how = "zarrmux.convert"
@@ -103,28 +106,23 @@ def run_zarr(path: Path, bs: list, n: int) -> float:
     return windows / (time.perf_counter() - t0)
 
 
-def run_rw(path: Path, bs: list, n: int, *, repeat: bool, threads: int = 1, cache_bytes: int | None = None) -> float:
-    c = open_corpus(path, cache_bytes=cache_bytes)
-    if repeat:
-        for e, s in bs:
-            c.read_windows(e, s, n)
-    if threads == 1:
-        t0 = time.perf_counter()
-        for e, s in bs:
-            c.read_windows(e, s, n)
-        return sum(len(e) for e, _ in bs) / (time.perf_counter() - t0)
+def timed(c, bs: list, n: int, threads: int = 1) -> float:  # type: ignore[no-untyped-def]
+    """Windows/s of ``c.read_windows`` over the batches ``bs`` split across ``threads`` threads."""
     parts = [bs[i::threads] for i in range(threads)]
 
     def work(part: list) -> None:
         for e, s in part:
             c.read_windows(e, s, n)
 
-    ts = [threading.Thread(target=work, args=(p,)) for p in parts]
     t0 = time.perf_counter()
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    if threads == 1:
+        work(bs)
+    else:
+        ts = [threading.Thread(target=work, args=(p,)) for p in parts]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
     return sum(len(e) for e, _ in bs) / (time.perf_counter() - t0)
 
 
@@ -151,30 +149,37 @@ def main(argv: list[str] | None = None) -> None:
         f"batches of {args.batch_size} windows of {args.n} rows; {args.runs} runs each",
         flush=True,
     )
-    res: dict[str, list[float]] = {k: [] for k in ("zarr", "cold", "warm", "threads2")}
+    labels = {
+        "zarr": "zarr-python arr[s:s+n] per window",
+        "cold": "read_windows, empty chunk cache",
+        "steady": "read_windows, full cache, new windows",
+        "warm": "read_windows, all chunks cached",
+        "threads2": "read_windows, 2 threads, full cache",
+    }
+    res: dict[str, list[float]] = {k: [] for k in labels}
     for run in range(args.runs):
-        seed = 1000 + run
+        seed = 1000 + 10 * run
         bs = batches(rows, args.n, args.batch_size, args.batches, seed)
         warm_page_cache(path)
         res["zarr"].append(run_zarr(path, bs[: args.zarr_batches], args.n))
         warm_page_cache(path)
-        res["cold"].append(run_rw(path, bs, args.n, repeat=False))
-        res["warm"].append(run_rw(path, bs, args.n, repeat=True))
-        warm_page_cache(path)
-        res["threads2"].append(run_rw(path, batches(rows, args.n, args.batch_size, args.batches, seed + 500), args.n, repeat=False, threads=2))
+        c = open_corpus(path)  # default cache_bytes
+        res["cold"].append(timed(c, bs, args.n))
+        res["steady"].append(timed(c, batches(rows, args.n, args.batch_size, args.batches, seed + 1), args.n))
+        res["threads2"].append(timed(c, batches(rows, args.n, args.batch_size, args.batches, seed + 2), args.n, threads=2))
+        big = open_corpus(path, cache_bytes=1 << 30)
+        timed(big, bs, args.n)
+        res["warm"].append(timed(big, bs, args.n))
+        big.close()
+        c.close()
         print(f"run {run}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in res.items()) + " windows/s", flush=True)
     med = {k: statistics.median(v) for k, v in res.items()}
     base = med["zarr"]
     print()
-    print(f"{'method':<34}{'windows/s (median)':>20}{'vs zarr':>10}")
-    labels = {
-        "zarr": "zarr-python arr[s:s+n] per window",
-        "cold": "read_windows, cold chunk cache",
-        "warm": "read_windows, warm chunk cache",
-        "threads2": "read_windows, 2 threads, cold",
-    }
+    print(f"{'method':<40}{'windows/s (median)':>20}{'vs zarr':>10}")
     for k, label in labels.items():
-        print(f"{label:<34}{med[k]:>20,.0f}{med[k] / base:>9.1f}x")
+        print(f"{label:<40}{med[k]:>20,.0f}{med[k] / base:>9.1f}x")
+    print(f"(default cache_bytes = {DEFAULT_CACHE_BYTES >> 20} MiB; 'all chunks cached' uses 1 GiB)")
 
 
 if __name__ == "__main__":

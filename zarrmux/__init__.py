@@ -20,8 +20,8 @@ from .version import version as __version__
 
 #: public name -> module that defines it, imported lazily
 _LAZY = {
-    "convert": "convert",
-    "ConversionReport": "convert",
+    "convert": "conversion",
+    "ConversionReport": "conversion",
     "open_corpus": "corpus",
     "Corpus": "corpus",
     "Entry": "corpus",

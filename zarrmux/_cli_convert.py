@@ -92,7 +92,7 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import convert
+    from .conversion import convert
 
     show_bar = not args.quiet and sys.stderr.isatty()
     try:

@@ -1,6 +1,6 @@
 """The on-disk layout of a zarrmux corpus: one Zarr v3 group, a few arrays.
 
-This module is the contract between the writer (:mod:`zarrmux.convert`) and
+This module is the contract between the writer (:mod:`zarrmux.conversion`) and
 the readers (:mod:`zarrmux.corpus`): the paths, attributes and index arrays
 of a corpus, how the default chunking is chosen, and the commit protocol that
 keeps a store valid whatever happens to the writer.

@@ -443,7 +443,7 @@ def _run_pool(tasks: Sequence[UnitTask], workers: int) -> Iterator[UnitResult]:
     # zarr's async machinery is not fork-safe: a forkserver that has only *imported* zarr is.
     try:
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["zarrmux.convert"])
+        ctx.set_forkserver_preload(["zarrmux.conversion"])
     except ValueError:  # pragma: no cover - platforms without forkserver
         ctx = mp.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
@@ -718,15 +718,3 @@ def _cleanup(dest: str, root: zarr.Group, created: bool) -> None:
             _trim(root, meta)
     except Exception:  # noqa: BLE001 - cleanup is best effort; the next run trims too
         pass
-
-
-class _CallableModule(type(sys)):  # type: ignore[misc]
-    """``zarrmux.convert`` is both this module and the function: importing the
-    submodule rebinds the package attribute to the module, so the module
-    itself forwards calls to :func:`convert`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> ConversionReport:
-        return convert(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
