@@ -64,13 +64,18 @@ class RangeHandler(SimpleHTTPRequestHandler):
         return None
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default (5) drops bursts of connections: 1 s SYN retries
+    daemon_threads = True
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, dict]]:
     root = tmp_path_factory.mktemp("http")
     truth = {f"song{i}": make_entry(150 + 61 * i, 4, seed=i) for i in range(4)}
     write_corpus(root / "c.zarr", truth, chunk_rows=16, shard_rows=64)
     handler = functools.partial(RangeHandler, directory=str(root))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

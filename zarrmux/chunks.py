@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numcodecs import blosc as _blosc
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
@@ -258,29 +259,46 @@ class _LocalIO:
                         out[i] = os.pread(fd, size, 0)
                 if not ranges:
                     continue
-                ranges.sort()
-                j = 0
-                while j < len(ranges):
-                    lo, ln, _ = ranges[j]
-                    hi = lo + ln
-                    k = j + 1
-                    while k < len(ranges) and ranges[k][0] <= hi + gap:
-                        hi = max(hi, ranges[k][0] + ranges[k][1])
-                        k += 1
-                    if k == j + 1:
-                        out[ranges[j][2]] = os.pread(fd, ln, lo)
+                for lo, hi, members in _coalesce(ranges, gap):
+                    if len(members) == 1:
+                        out[members[0][2]] = os.pread(fd, hi - lo, lo)
                     else:
                         buf = memoryview(os.pread(fd, hi - lo, lo))
-                        for a, b, i in ranges[j:k]:
+                        for a, b, i in members:
                             out[i] = buf[a - lo : a - lo + b]
-                    j = k
             finally:
                 self._release(key, fd)
         return out
 
 
+def _coalesce(ranges: list[tuple[int, int, int]], gap: int) -> list[tuple[int, int, list[tuple[int, int, int]]]]:
+    """Merge ``(start, length, tag)`` ranges of one object lying within ``gap`` bytes of each other.
+
+    Returns ``(start, stop, members)`` runs, in order.
+    """
+    ranges = sorted(ranges)
+    runs = []
+    j = 0
+    while j < len(ranges):
+        lo, ln, _ = ranges[j]
+        hi = lo + ln
+        k = j + 1
+        while k < len(ranges) and ranges[k][0] <= hi + gap:
+            hi = max(hi, ranges[k][0] + ranges[k][1])
+            k += 1
+        runs.append((lo, hi, ranges[j:k]))
+        j = k
+    return runs
+
+
 class _StoreIO:
-    """Byte-range reads through the zarr store API, gathered in one event-loop round trip."""
+    """Byte-range reads through the zarr store API, gathered in one event-loop round trip.
+
+    Ranges of one object within ``COALESCE_GAP`` bytes are merged into one
+    request; at most zarr's ``async.concurrency`` requests run at once.
+    """
+
+    COALESCE_GAP = 64 * 1024
 
     def __init__(self, store: Any) -> None:
         self.store = store
@@ -306,13 +324,44 @@ class _StoreIO:
             data = data[-r.length :]
         return data
 
-    def read_many(self, reqs: Sequence[_Req]) -> list[bytes | None]:
+    def read_many(self, reqs: Sequence[_Req]) -> list[Any]:
+        import zarr
         from zarr.core.sync import sync
 
-        async def gather() -> list[bytes | None]:
-            return list(await asyncio.gather(*(self._get(r) for r in reqs)))
+        out: list[Any] = [None] * len(reqs)
+        # merge ranges of one object; other requests go as they are
+        jobs: list[tuple[_Req, list[tuple[int, int, int]] | int]] = []
+        by_key: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+        for i, r in enumerate(reqs):
+            if r.kind == "range":
+                by_key[r.key].append((r.start, r.length, i))
+            else:
+                jobs.append((r, i))
+        for key, ranges in by_key.items():
+            for lo, hi, members in _coalesce(ranges, self.COALESCE_GAP):
+                jobs.append((_Req(key, "range", lo, hi - lo), members))
+        limit = max(1, int(zarr.config.get("async.concurrency", 10) or 10))
 
-        return sync(gather())
+        async def gather() -> list[bytes | None]:
+            sem = asyncio.Semaphore(limit)
+
+            async def one(r: _Req) -> bytes | None:
+                async with sem:
+                    return await self._get(r)
+
+            return list(await asyncio.gather(*(one(r) for r, _ in jobs)))
+
+        results = sync(gather())
+        for (r, members), data in zip(jobs, results):
+            if isinstance(members, int):
+                out[members] = data
+                continue
+            if data is None:
+                continue
+            view = memoryview(data)
+            for a, b, i in members:
+                out[i] = view[a - r.start : a - r.start + b]
+        return out
 
 
 def make_io(store: Any) -> _LocalIO | _StoreIO:
@@ -337,9 +386,7 @@ def _decode_blosc(raw: bytes, expected: int) -> bytes:
         raise ValueError(f"blosc header says {cbytes} compressed bytes, the object holds {len(raw)}")
     if nbytes != expected:
         raise ValueError(f"blosc header says {nbytes} decoded bytes, expected {expected}")
-    from numcodecs import blosc
-
-    return bytes(blosc.decompress(raw))
+    return _blosc.decompress(raw)
 
 
 def _decoder_for(codecs: Sequence[Any], itemsize: int) -> tuple[str, Callable[[bytes, int], bytes], str] | None:
