@@ -169,3 +169,21 @@ def test_first_seed_example_runs_unchanged(tmp_path: Path) -> None:
         assert b["X"].shape == (16, 4) and b["Y"].shape == (16,)
         assert (b["X"] == b["Y"][0]).all()  # every window comes from one song
     assert len({int(b["Y"][0]) for b in batches}) == 6
+
+
+def test_util_deprecation_helpers() -> None:
+    @zarrmux.util.deprecated("0.1", "0.2")
+    def old(x: int) -> int:
+        return x + 1
+
+    @zarrmux.util.moved("pkg.old_place", "0.1", "0.2")
+    def new(x: int) -> int:
+        return x * 2
+
+    with pytest.warns(DeprecationWarning, match="Deprecated as of version 0.1"):
+        assert old(1) == 2
+    with pytest.warns(DeprecationWarning, match="moved to .*new"):
+        assert new(2) == 4
+    assert zarrmux.util.batch_length({"a": [1, 2], "b": "xy"}) == 2
+    with pytest.raises(zarrmux.PescadorError):
+        zarrmux.util.batch_length({"a": [1], "b": [1, 2]})

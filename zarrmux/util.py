@@ -54,42 +54,34 @@ def rename_kw(
     return old_value
 
 
-def moved(moved_from: str, version: str, version_removed: str) -> Callable[[F], F]:
-    """Mark a function as moved from ``moved_from``: calling it warns, then proceeds."""
+def _warns(message: Callable[[Callable[..., Any]], str]) -> Callable[[F], F]:
+    """A decorator that emits ``DeprecationWarning(message(func))`` on every call."""
 
     def wrap(func: F) -> F:
         @functools.wraps(func)
         def inner(*args: Any, **kwargs: Any) -> Any:
-            warnings.warn(
-                f"{moved_from}\n\tThis function was moved to '{func.__module__}.{func.__name__}' in "
-                f"version {version}.\n\tThis alias will be removed in version {version_removed}.",
-                DeprecationWarning,
-                stacklevel=2,
-            )
+            warnings.warn(message(func), DeprecationWarning, stacklevel=2)
             return func(*args, **kwargs)
 
         return inner  # type: ignore[return-value]
 
     return wrap
+
+
+def moved(moved_from: str, version: str, version_removed: str) -> Callable[[F], F]:
+    """Mark a function as moved from ``moved_from``: calling it warns, then proceeds."""
+    return _warns(
+        lambda func: f"{moved_from}\n\tThis function was moved to '{func.__module__}.{func.__name__}' in "
+        f"version {version}.\n\tThis alias will be removed in version {version_removed}."
+    )
 
 
 def deprecated(version: str, version_removed: str) -> Callable[[F], F]:
     """Mark a function as deprecated: calling it warns, then proceeds."""
-
-    def wrap(func: F) -> F:
-        @functools.wraps(func)
-        def inner(*args: Any, **kwargs: Any) -> Any:
-            warnings.warn(
-                f"{func.__module__}.{func.__name__}\n\tDeprecated as of version {version}."
-                f"\n\tIt will be removed in version {version_removed}.",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            return func(*args, **kwargs)
-
-        return inner  # type: ignore[return-value]
-
-    return wrap
+    return _warns(
+        lambda func: f"{func.__module__}.{func.__name__}\n\tDeprecated as of version {version}."
+        f"\n\tIt will be removed in version {version_removed}."
+    )
 
 
 def batch_length(batch: Mapping[Any, Any]) -> int | None:
