@@ -325,3 +325,27 @@ def test_empty_corpus(tmp_path: Path) -> None:
     c = open_corpus(tmp_path / "e.zarr")
     assert len(c) == 0 and c.names == [] and c.rows.shape == (0,) and c.keys == ("X",)
     assert c.read_windows([], [], 4)["X"].shape == (0, 4, 3)
+
+
+def test_fork_while_another_thread_holds_the_cache_lock(corpus_path: Path, truth: dict) -> None:
+    """A DataLoader-style fork must not inherit a locked cache."""
+    import multiprocessing as mp
+
+    c = open_corpus(corpus_path)
+    c.read_windows([0], [0], 8)
+    with c.cache._lock:  # as if a prefetch thread were inside the cache at fork time
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=_child_read, args=(c, q))
+        p.start()
+    p.join(60)
+    if p.is_alive():  # deadlocked: the failure this test is about
+        p.kill()
+        p.join()
+    assert p.exitcode == 0
+    got = q.get(timeout=10)
+    np.testing.assert_array_equal(got, truth["song1"]["X"][10:26])
+
+
+def _child_read(c: Corpus, q: object) -> None:
+    q.put(c.read_windows([1], [10], 16)["X"][0])  # type: ignore[attr-defined]

@@ -32,6 +32,7 @@ import itertools
 import os
 import struct
 import threading
+import weakref
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,19 @@ INDEX_CACHE_BYTES = 8 * 1024 * 1024
 FALLBACK_BLOCK_BYTES = 4 * 1024 * 1024
 
 _uid = itertools.count()
+
+#: objects holding locks, re-armed in a forked child (a lock held by another
+#: thread at fork time would otherwise stay locked forever in the child)
+_FORK_SAFE: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for obj in list(_FORK_SAFE):
+        obj._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class ChunkFault(Exception):
@@ -104,6 +118,7 @@ class ChunkCache:
         self.max_bytes = int(max_bytes)
         self._data: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        _FORK_SAFE.add(self)
         self.nbytes = 0
         self.hits = 0
         self.misses = 0
@@ -185,6 +200,7 @@ class _LocalIO:
         self.max_fds = max_fds
         self._fds: OrderedDict[str, list[int]] = OrderedDict()  # key -> [fd, users]
         self._lock = threading.Lock()
+        _FORK_SAFE.add(self)
 
     def _acquire(self, key: str) -> int | None:
         with self._lock:
@@ -464,13 +480,13 @@ class ArrayReader:
         self.dtype = np.dtype(array.dtype)
         self.row_bytes = int(self.dtype.itemsize * int(np.prod(self.trailing, dtype=np.int64)))
         self._fill: np.ndarray | None = None
-        self._fill_lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the fill chunk and the index cache
+        _FORK_SAFE.add(self)
         self.mode = "zarr"
         self.chunk_rows = max(1, int(array.chunks[0]) if array.chunks else max(1, self.shape[0]))
         self.store_dtype = self.dtype
         self._io = io
         self._indexes: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._index_lock = threading.Lock()
         self._analyse()
         if self.mode == "zarr":
             # cut big chunks into row blocks so one window does not fetch a huge block
@@ -563,7 +579,7 @@ class ArrayReader:
     def fill_chunk(self) -> np.ndarray:
         """A read-only chunk of the fill value (shared)."""
         if self._fill is None:
-            with self._fill_lock:
+            with self._lock:
                 if self._fill is None:
                     fv = getattr(self.array, "fill_value", None)
                     a = np.zeros((self.chunk_rows, *self.trailing), dtype=self.store_dtype)
@@ -578,7 +594,7 @@ class ArrayReader:
 
     def cache_index(self, shard: int, index: np.ndarray) -> None:
         """Keep a shard index (at most ``INDEX_CACHE_BYTES`` per array, oldest dropped first)."""
-        with self._index_lock:
+        with self._lock:
             self._indexes[shard] = index
             while len(self._indexes) > 1 and len(self._indexes) * index.nbytes > INDEX_CACHE_BYTES:
                 self._indexes.popitem(last=False)
