@@ -349,3 +349,16 @@ def test_fork_while_another_thread_holds_the_cache_lock(corpus_path: Path, truth
 
 def _child_read(c: Corpus, q: object) -> None:
     q.put(c.read_windows([1], [10], 16)["X"][0])  # type: ignore[attr-defined]
+
+
+def test_streamers_one_per_long_enough_entry(corpus_path: Path, truth: dict) -> None:
+    c = open_corpus(corpus_path)
+    with pytest.warns(UserWarning, match="1 of 5 entries"):
+        streams = c.streamers(100, random_state=0)  # song3 has 64 rows
+    assert len(streams) == 4
+    window = next(iter(streams[0].iterate(max_iter=1)))
+    x = window["X"]
+    assert x.shape == (100, 6)
+    t = truth["song0"]["X"]
+    starts = [s for s in range(len(t) - 99) if np.array_equal(t[s : s + 100], x)]
+    assert starts  # the window is a contiguous run of song0's rows

@@ -537,10 +537,13 @@ class Corpus:
         return DataError(f"corrupt data in corpus {self.path!r}: {who}, key {key!r}, chunk {fault.where}: {fault.message}")
 
     def streamers(self, n: int, **kwargs: Any) -> list[Any]:
-        """One :func:`zarrmux.window_streamer` per entry (``kwargs`` passed on)."""
-        from .streamers import window_streamer
+        """One :func:`zarrmux.window_streamer` per entry with at least ``n`` rows.
 
-        return [window_streamer(entry, n, **kwargs) for entry in self]
+        See :func:`zarrmux.streamers.streamers` (``kwargs`` are passed on).
+        """
+        from .streamers import streamers
+
+        return streamers(self, n, **kwargs)
 
     def read_rows(self, entry: int, key: str, start: int, stop: int) -> np.ndarray:
         """Rows ``[start, stop)`` of ``key`` of the entry at position ``entry`` (a copy)."""
