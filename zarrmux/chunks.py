@@ -721,19 +721,23 @@ def load_chunks(wanted: Sequence[tuple[ArrayReader, int]], cache: ChunkCache) ->
     for io, items in chunk_reqs.items():
         if not items:
             continue
-        raws = io.read_many([it[2] for it in items])
-        for (reader, c, req), raw in zip(items, raws):
-            if raw is None:
-                if reader.mode == "shard":
-                    raise ChunkFault(reader, [c], reader.describe_chunk(c), "shard object disappeared after its index was read")
-                a = reader.fill_chunk()
-            else:
-                if req.kind == "range" and len(raw) != req.length:
-                    raise ChunkFault(reader, [c], reader.describe_chunk(c), f"truncated: read {len(raw)} of {req.length} bytes at offset {req.start}")
-                a = reader.decode_chunk(raw, c)
-                cache.put((reader.uid, c), a)
-            got[(reader.uid, c)] = a
+        _fetch_decode(io, items, got, cache)
     return got
+
+
+def _fetch_decode(io: Any, items: Sequence[tuple[ArrayReader, int, _Req]], got: dict, cache: ChunkCache) -> None:
+    raws = io.read_many([it[2] for it in items])
+    for (reader, c, req), raw in zip(items, raws):
+        if raw is None:
+            if reader.mode == "shard":
+                raise ChunkFault(reader, [c], reader.describe_chunk(c), "shard object disappeared after its index was read")
+            a = reader.fill_chunk()
+        else:
+            if req.kind == "range" and len(raw) != req.length:
+                raise ChunkFault(reader, [c], reader.describe_chunk(c), f"truncated: read {len(raw)} of {req.length} bytes at offset {req.start}")
+            a = reader.decode_chunk(raw, c)
+            cache.put((reader.uid, c), a)
+        got[(reader.uid, c)] = a
 
 
 def load_index(reader: ArrayReader, shard: int) -> np.ndarray:
