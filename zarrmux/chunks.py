@@ -35,8 +35,7 @@ import threading
 import weakref
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numcodecs import blosc as _blosc
@@ -155,6 +154,23 @@ class ChunkCache:
             self.misses += len(out) - hits
         return out
 
+    def put_many(self, items: Sequence[tuple[Hashable, np.ndarray]]) -> None:
+        """Store several values under one lock acquisition."""
+        data = self._data
+        with self._lock:
+            for key, value in items:
+                size = value.nbytes
+                if size > self.max_bytes:
+                    continue
+                old = data.pop(key, None)
+                if old is not None:
+                    self.nbytes -= old.nbytes
+                data[key] = value
+                self.nbytes += size
+            while self.nbytes > self.max_bytes:
+                _, evicted = data.popitem(last=False)
+                self.nbytes -= evicted.nbytes
+
     def put(self, key: Hashable, value: np.ndarray) -> None:
         size = int(value.nbytes)
         if size > self.max_bytes:
@@ -181,8 +197,7 @@ class ChunkCache:
 # ----------------------------------------------------------------------------- I/O
 
 
-@dataclass(frozen=True)
-class _Req:
+class _Req(NamedTuple):
     """One read: ``kind`` is ``'range'`` (start, length), ``'suffix'`` (length) or ``'full'``."""
 
     key: str
@@ -734,6 +749,14 @@ def load_chunks(wanted: Sequence[tuple[ArrayReader, int]], cache: ChunkCache) ->
 
 def _fetch_decode(io: Any, items: Sequence[tuple[ArrayReader, int, _Req]], got: dict, cache: ChunkCache) -> None:
     raws = io.read_many([it[2] for it in items])
+    decoded: list[tuple[tuple[int, int], np.ndarray]] = []
+    try:
+        _decode_all(items, raws, got, decoded)
+    finally:
+        cache.put_many(decoded)
+
+
+def _decode_all(items: Sequence[tuple[ArrayReader, int, _Req]], raws: Sequence[Any], got: dict, decoded: list) -> None:
     for (reader, c, req), raw in zip(items, raws):
         if raw is None:
             if reader.mode == "shard":
@@ -743,7 +766,7 @@ def _fetch_decode(io: Any, items: Sequence[tuple[ArrayReader, int, _Req]], got: 
             if req.kind == "range" and len(raw) != req.length:
                 raise ChunkFault(reader, [c], reader.describe_chunk(c), f"truncated: read {len(raw)} of {req.length} bytes at offset {req.start}")
             a = reader.decode_chunk(raw, c)
-            cache.put((reader.uid, c), a)
+            decoded.append(((reader.uid, c), a))
         got[(reader.uid, c)] = a
 
 
