@@ -119,11 +119,22 @@ def prepare(root: Path, entries: int, big: int) -> dict[str, Path]:
         (root / "corpus.done").write_text("ok")
         print(f"  converted to {corpus} in {time.perf_counter() - t:.1f} s", flush=True)
     if big > 1 and not (root / f"corpus_x{big}.done").exists():
+        # the same archives ``big`` times under other names: hard links (the converter
+        # skips a file it has already seen, by real path, so plain repeats would not do)
         t = time.perf_counter()
-        pairs = [(f"r{k}_{p.stem}", str(p)) for k in range(big) for p in archives]
-        zarrmux.convert(pairs, str(big_corpus), overwrite=True, progress=False)
+        src = root / f"npz_x{big}"
+        src.mkdir(exist_ok=True)
+        for k in range(big):
+            for p in archives:
+                link = src / f"r{k}_{p.name}"
+                if not link.exists():
+                    os.link(p, link)
+        zarrmux.convert([str(src)], str(big_corpus), overwrite=True, progress=False)
+        n_big = len(zarrmux.open_corpus(str(big_corpus)))
+        if n_big != big * len(archives):
+            raise SystemExit(f"the x{big} corpus has {n_big} entries, expected {big * len(archives)}")
         (root / f"corpus_x{big}.done").write_text("ok")
-        print(f"  converted {len(pairs)} entries to {big_corpus} in {time.perf_counter() - t:.1f} s", flush=True)
+        print(f"  converted {n_big} entries to {big_corpus} in {time.perf_counter() - t:.1f} s", flush=True)
     return {"npz": npz, "npy": npy, "corpus": corpus, "big": big_corpus}
 
 
