@@ -125,6 +125,7 @@ def test_plain_unusual_layouts_fall_back_to_zarr(tmp_path: Path) -> None:
     _check_all_windows(c, {"odd": e}, 21, step=3)
 
 
+@pytest.mark.filterwarnings("ignore:Consolidated metadata is currently not part")
 def test_xarray_dataset(tmp_path: Path) -> None:
     import xarray as xr
     truth = {}

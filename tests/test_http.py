@@ -122,6 +122,7 @@ def test_http_server_without_range_support(served: tuple[str, Path, dict]) -> No
         RangeHandler.ranges = True
 
 
+@pytest.mark.filterwarnings("ignore:Consolidated metadata is currently not part")
 def test_http_plain_zarr_with_consolidated_metadata(served: tuple[str, Path, dict]) -> None:
     url, root, _ = served
     e = make_entry(90, 3, seed=5)
@@ -153,3 +154,23 @@ def test_http_errors(served: tuple[str, Path, dict]) -> None:
     c = open_corpus(f"{url}/bad.zarr")
     with pytest.raises(DataError, match=r"song0.*'X'.*X/c/1/0"):
         c.read_windows([0], [70], 16)
+
+
+def test_http_server_errors_name_the_object(served: tuple[str, Path, dict]) -> None:
+    url, _, _ = served
+    c = open_corpus(f"{url}/c.zarr")
+    old = RangeHandler.do_GET
+
+    def broken(self: RangeHandler) -> None:
+        if "/X/c/" in self.path:
+            self.send_error(500, "disk on fire")
+            return
+        old(self)
+
+    RangeHandler.do_GET = broken  # type: ignore[method-assign]
+    try:
+        with pytest.raises(CorpusError, match=r"X/c/0/0"):
+            c.read_windows([0], [0], 16)
+    finally:
+        RangeHandler.do_GET = old  # type: ignore[method-assign]
+    assert c.read_windows([0], [0], 16)["X"].shape == (1, 16, 4)

@@ -385,7 +385,12 @@ class _StoreIO:
 
             async def one(r: _Req) -> bytes | None:
                 async with sem:
-                    return await self._get(r)
+                    try:
+                        return await self._get(r)
+                    except Exception as exc:
+                        from .exceptions import CorpusError
+
+                        raise CorpusError(f"cannot read {r.key!r} from {self.store}: {type(exc).__name__}: {exc}") from exc
 
             return list(await asyncio.gather(*(one(r) for r, _ in jobs)))
 
