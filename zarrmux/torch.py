@@ -342,7 +342,7 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
             w = 0
         else:
             k = int(info.num_workers)
-            if self._pos.get("num_workers") == k and "remaining" in self._pos:
+            if self._pos.get("num_workers") == k and any(r != 0 for r in self._pos["remaining"]):
                 pos = self._pos  # as the WindowLoader (or an earlier pass in this worker) left it
             else:
                 pos = self._pass_start(k)
