@@ -269,3 +269,26 @@ def test_not_a_corpus_metadata(tmp_path: Path) -> None:
     (path / "zarr.json").write_text(json.dumps(meta))
     with pytest.raises(CorpusError, match="c.zarr"):
         open_corpus(path)
+
+
+def test_recycled_buffers_never_overwrite_held_chunks(tmp_path: Path) -> None:
+    from zarrmux.chunks import load_chunks
+
+    truth = {f"e{i}": make_entry(512, 4, seed=i) for i in range(4)}
+    write_corpus(tmp_path / "r.zarr", truth, chunk_rows=16, shard_rows=64)
+    c = open_corpus(tmp_path / "r.zarr", keys=["X"], cache_bytes=16 * 256)  # 16 chunks of 256 bytes (16 rows x 4 float32)
+    reader = c._readers[0]
+    held = load_chunks([(reader, 0)], c.cache)[(reader.uid, 0)]  # kept by us while it is evicted
+    snapshot = held.copy()
+    for start in range(0, 2048 - 16, 16):  # stream every chunk through the tiny cache
+        c.read_windows([start // 512], [start % 512], 16)
+    assert c.cache.get((reader.uid, 0)) is None  # evicted long ago
+    assert sum(len(v) for v in c.cache._free.values()) > 0  # and buffers were recycled
+    np.testing.assert_array_equal(held, snapshot)  # but not the one we hold
+    assert not held.flags.writeable
+    rng = np.random.default_rng(0)
+    ents = rng.integers(0, 4, 200)
+    starts = rng.integers(0, 512 - 20, 200)
+    out = c.read_windows(ents, starts, 20)["X"]
+    for b in range(200):
+        np.testing.assert_array_equal(out[b], truth[f"e{ents[b]}"]["X"][starts[b] : starts[b] + 20])

@@ -31,6 +31,7 @@ import asyncio
 import itertools
 import os
 import struct
+import sys
 import threading
 import weakref
 from collections import OrderedDict, defaultdict
@@ -125,6 +126,11 @@ class ChunkCache:
         self._data: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         _FORK_SAFE.add(self)
+        #: evicted decoded-chunk buffers by size, reused by :meth:`take` (no malloc churn:
+        #: freshly mapped memory page-faults, notably in threads' malloc arenas)
+        self._free: dict[int, list[np.ndarray]] = {}
+        self._free_max = 64
+        self._free_bytes = self.max_bytes // 8
         self.nbytes = 0
         self.hits = 0
         self.misses = 0
@@ -154,6 +160,15 @@ class ChunkCache:
             self.misses += len(out) - hits
         return out
 
+    def take(self, nbytes: int) -> np.ndarray:
+        """A writable ``uint8`` buffer of ``nbytes`` bytes: a recycled one if available."""
+        free = self._free.get(nbytes)
+        if free:
+            with self._lock:
+                if free:
+                    return free.pop()
+        return np.empty(nbytes, dtype=np.uint8)
+
     def put_many(self, items: Sequence[tuple[Hashable, np.ndarray]]) -> None:
         """Store several values under one lock acquisition."""
         data = self._data
@@ -170,6 +185,20 @@ class ChunkCache:
             while self.nbytes > self.max_bytes:
                 _, evicted = data.popitem(last=False)
                 self.nbytes -= evicted.nbytes
+                # recycle the buffer of a decoded chunk nobody else holds (refcounts:
+                # the name 'evicted' + getrefcount's argument; base: evicted.base + 'base' + argument)
+                base = evicted.base
+                if (
+                    type(base) is np.ndarray
+                    and sys.getrefcount(evicted) == 2
+                    and sys.getrefcount(base) == 3
+                    and base.flags.owndata
+                    and base.flags.writeable
+                ):
+                    free = self._free.setdefault(base.nbytes, [])
+                    if len(free) < self._free_max and (len(free) + 1) * base.nbytes <= self._free_bytes:
+                        free.append(base)
+                del evicted, base
 
     def put(self, key: Hashable, value: np.ndarray) -> None:
         size = int(value.nbytes)
@@ -188,6 +217,7 @@ class ChunkCache:
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._free.clear()
             self.nbytes = 0
 
     def __len__(self) -> int:
@@ -422,6 +452,12 @@ _BLOSC_HEADER = struct.Struct("<BBBBIII")
 
 
 def _decode_blosc(raw: bytes, expected: int) -> bytes:
+    _check_blosc(raw, expected)
+    return _blosc.decompress(raw)
+
+
+def _check_blosc(raw: bytes, expected: int) -> None:
+    """Validate a blosc frame's header against the object's length and the chunk size."""
     if len(raw) < _BLOSC_HEADER.size:
         raise ValueError(f"blosc frame of {len(raw)} bytes is shorter than its header")
     _v, _vl, _flags, _ts, nbytes, _bs, cbytes = _BLOSC_HEADER.unpack_from(raw)
@@ -429,7 +465,6 @@ def _decode_blosc(raw: bytes, expected: int) -> bytes:
         raise ValueError(f"blosc header says {cbytes} compressed bytes, the object holds {len(raw)}")
     if nbytes != expected:
         raise ValueError(f"blosc header says {nbytes} decoded bytes, expected {expected}")
-    return _blosc.decompress(raw)
 
 
 def _decoder_for(codecs: Sequence[Any], itemsize: int) -> tuple[str, Callable[[bytes, int], bytes], str] | None:
@@ -645,9 +680,22 @@ class ArrayReader:
         index = np.frombuffer(body, dtype="<u8").reshape(self.chunks_per_shard, 2)
         return index
 
-    def decode_chunk(self, raw: bytes, c: int) -> np.ndarray:
-        """Decode the stored bytes of row chunk ``c`` into a read-only array."""
+    def decode_chunk(self, raw: bytes, c: int, cache: ChunkCache | None = None) -> np.ndarray:
+        """Decode the stored bytes of row chunk ``c`` into a read-only array.
+
+        Blosc data is decoded into a buffer from ``cache.take`` (recycled).
+        """
         expected = self.chunk_nbytes
+        if self.codec == "blosc" and cache is not None:
+            try:
+                _check_blosc(raw, expected)
+                buf = cache.take(expected)
+                _blosc.decompress(raw, buf)
+            except Exception as exc:
+                raise ChunkFault(self, [c], self.describe_chunk(c), f"cannot decode {self.codec} data: {exc}") from exc
+            a = buf.view(self.store_dtype).reshape(self.chunk_rows, *self.trailing)
+            a.flags.writeable = False
+            return a
         try:
             data = self._decode(raw, expected)
         except Exception as exc:
@@ -756,12 +804,14 @@ def _fetch_decode(io: Any, items: Sequence[tuple[ArrayReader, int, _Req]], got: 
     raws = io.read_many([it[2] for it in items])
     decoded: list[tuple[tuple[int, int], np.ndarray]] = []
     try:
-        _decode_all(items, raws, got, decoded)
+        _decode_all(items, raws, got, decoded, cache)
     finally:
         cache.put_many(decoded)
 
 
-def _decode_all(items: Sequence[tuple[ArrayReader, int, _Req]], raws: Sequence[Any], got: dict, decoded: list) -> None:
+def _decode_all(
+    items: Sequence[tuple[ArrayReader, int, _Req]], raws: Sequence[Any], got: dict, decoded: list, cache: ChunkCache
+) -> None:
     for (reader, c, req), raw in zip(items, raws):
         if raw is None:
             if reader.mode == "shard":
@@ -770,7 +820,7 @@ def _decode_all(items: Sequence[tuple[ArrayReader, int, _Req]], raws: Sequence[A
         else:
             if req.kind == "range" and len(raw) != req.length:
                 raise ChunkFault(reader, [c], reader.describe_chunk(c), f"truncated: read {len(raw)} of {req.length} bytes at offset {req.start}")
-            a = reader.decode_chunk(raw, c)
+            a = reader.decode_chunk(raw, c, cache)
             decoded.append(((reader.uid, c), a))
         got[(reader.uid, c)] = a
 
