@@ -19,7 +19,10 @@ reads the stored objects itself:
 The unit of reading and caching is a *row chunk*: rows
 ``[c * chunk_rows, (c + 1) * chunk_rows)`` of one array with all trailing
 axes.  Decoded chunks live in a :class:`ChunkCache`, an LRU bounded by bytes
-and safe to share between threads.  Corrupt data (index checksum mismatch,
+and safe to share between threads; shard indexes in a per-array cache of at
+most :data:`INDEX_CACHE_BYTES`.  Memory held by a corpus's reads is thus
+bounded by ``1.125 * cache_bytes`` + ``INDEX_CACHE_BYTES`` per key + the
+chunks of the calls in flight (a call holds the chunks its batch needs).  Corrupt data (index checksum mismatch,
 undecodable or wrong-sized chunk, truncated object) raises :class:`ChunkFault`,
 which :mod:`zarrmux.corpus` turns into a :class:`~zarrmux.exceptions.DataError`
 naming the entry, key and stored object.
@@ -112,6 +115,11 @@ class ChunkCache:
     Values are read-only numpy arrays; their ``nbytes`` count against the
     budget.  A value larger than the budget is not stored.  A hit is a dict
     lookup and a ``move_to_end`` under a lock (about a microsecond).
+
+    Evicted chunks that nobody else references (checked with refcounts under
+    the lock) keep their buffers in a free list of at most ``max_bytes / 8``
+    bytes, handed out again by :meth:`take`, so steady-state decoding
+    allocates no fresh memory.  Memory held: at most ``1.125 * max_bytes``.
 
     Parameters
     ----------
