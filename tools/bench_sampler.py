@@ -281,7 +281,7 @@ def main() -> int:
     checks: list[tuple[str, bool, str]] = []
     W, C = results["warm"], results["cold"]
     if {"b", "c", "d", "e"} <= set(W):
-        wb, wc, we, wd = (med(W[v], "windows_per_s") for v in "bcde")
+        wb, wc, wd, we = (med(W[v], "windows_per_s") for v in "bcde")
         checks.append(("(e) >= 10x (b) warm", we >= 10 * wb, f"{we / wb:.2f}x"))
         checks.append(("(e) >= 1.0x (c) warm", we >= wc, f"{we / wc:.2f}x"))
         checks.append(("(d) >= 3x (b) warm", wd >= 3 * wb, f"{wd / wb:.2f}x"))
