@@ -17,7 +17,6 @@ read per thread has in hand.
 
 from __future__ import annotations
 
-import os
 import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -28,10 +27,12 @@ from .exceptions import PescadorError
 from .plan import Block, WindowPlan
 from .prefetch import prefetch_map
 
-__all__ = ["WindowSampler", "read_block", "DEFAULT_PREFETCH"]
+__all__ = ["WindowSampler", "read_block", "DEFAULT_PREFETCH", "DEFAULT_THREADS"]
 
 #: batches read ahead by default
 DEFAULT_PREFETCH = 4
+#: reading threads by default (see ``threads`` in :class:`WindowSampler`)
+DEFAULT_THREADS = 1
 
 
 def read_block(corpus: Any, n: int, keys: Sequence[str] | None, entries: np.ndarray, starts: np.ndarray) -> dict[str, np.ndarray]:
@@ -80,7 +81,10 @@ class WindowSampler:
         Batches read ahead in background threads; 0 reads in the consumer's
         thread.  Default :data:`DEFAULT_PREFETCH`.
     threads : int > 0 or None
-        Reading threads (default ``min(prefetch, os.cpu_count())``).
+        Reading threads (default 1 when ``prefetch > 0``).  Reading a local
+        corpus is mostly Python and GIL-bound, so more threads only help
+        high-latency stores (HTTP, object stores); on a 2-core machine two
+        threads read a local corpus slower than one.
     cache_bytes : int >= 0 or None
         Decoded-chunk cache budget when ``corpus`` is a path (default 64 MiB).
     rank, world_size : int
@@ -154,7 +158,7 @@ class WindowSampler:
         self.n = n
         self.batch_size = batch_size
         self.prefetch = prefetch
-        self.threads = threads if threads is not None else max(1, min(prefetch, os.cpu_count() or 1))
+        self.threads = threads if threads is not None else DEFAULT_THREADS
         self.max_iter = max_iter
         self._seed_given = seed
         self.plan = WindowPlan(
