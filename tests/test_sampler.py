@@ -262,3 +262,14 @@ def test_threads_stop_on_close_generator_close_gc_and_interrupt(data: Any) -> No
     # a closed sampler refuses to iterate
     with pytest.raises(PescadorError, match="closed"):
         iter(s)
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_drop_last_moves_to_the_next_epoch(data: Any, prefetch: int) -> None:
+    """A dropped short batch must not leave the sampler stuck at the end of its epoch."""
+    path, _ = data
+    with WindowSampler(path, 16, batch_size=7, mode="sequential", drop_last=True, prefetch=prefetch) as s:
+        first = [b["X"].shape[0] for b in s]
+        assert first and all(n == 7 for n in first) and s.epoch == 1
+        second = [b["X"].shape[0] for b in s]
+        assert second == first and s.epoch == 2

@@ -217,17 +217,21 @@ class WindowSampler:
         return it
 
     def _iterate(self) -> Iterator[dict[str, np.ndarray]]:
-        blocks = self._cursor().blocks(self.max_iter)
+        cursor = self._cursor()
+        blocks = cursor.blocks(self.max_iter)
         reader = _Reader(self.corpus, self.n, self.keys)
         if self.prefetch == 0:
             for blk in blocks:
                 batch = reader(blk)
                 self._state = blk.state_after
                 yield batch
-            return
-        for blk, batch in prefetch_map(reader, blocks, depth=self.prefetch, threads=self.threads, name="zarrmux-sampler"):
-            self._state = blk.state_after
-            yield batch
+        else:
+            for blk, batch in prefetch_map(reader, blocks, depth=self.prefetch, threads=self.threads, name="zarrmux-sampler"):
+                self._state = blk.state_after
+                yield batch
+        # every planned batch was consumed: the cursor may have moved on past a
+        # batch it dropped (drop_last) to the next epoch; that is where we are
+        self._state = cursor.state_dict()
 
     def _stop_iteration(self) -> None:
         ref, self._iter_ref = self._iter_ref, None
