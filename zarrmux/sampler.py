@@ -27,12 +27,33 @@ from .exceptions import PescadorError
 from .plan import Block, WindowPlan
 from .prefetch import prefetch_map
 
-__all__ = ["WindowSampler", "read_block", "DEFAULT_PREFETCH", "DEFAULT_THREADS"]
+__all__ = [
+    "WindowSampler",
+    "read_block",
+    "DEFAULT_PREFETCH",
+    "DEFAULT_THREADS",
+    "DEFAULT_REMOTE_PREFETCH",
+    "DEFAULT_BATCHES_PER_TASK",
+    "DEFAULT_CONNECT_TIMEOUT",
+]
 
-#: batches read ahead by default
+#: batches read ahead by default (Dask: tasks in flight)
 DEFAULT_PREFETCH = 4
 #: reading threads by default (see ``threads`` in :class:`WindowSampler`)
 DEFAULT_THREADS = 1
+#: batches read ahead, and reading threads, by default for a remote (high-latency) store
+DEFAULT_REMOTE_PREFETCH = 16
+#: batches per Dask task by default (a task costs ~15-25 ms of scheduling; see tools/bench_latency.py)
+DEFAULT_BATCHES_PER_TASK = 8
+#: seconds to wait for a scheduler address
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+
+def _is_remote(target: Any) -> bool:
+    """A URL other than ``file://``, or a store object other than a ``LocalStore``: high latency."""
+    if isinstance(target, str):
+        return "://" in target and not target.startswith("file://")
+    return type(target).__name__ != "LocalStore"
 
 
 def read_block(corpus: Any, n: int, keys: Sequence[str] | None, entries: np.ndarray, starts: np.ndarray) -> dict[str, np.ndarray]:
@@ -77,14 +98,18 @@ class WindowSampler:
         ``None`` draws one (kept in :meth:`state_dict`).
     keys : sequence of str, optional
         Keys to read (default: every key).
-    prefetch : int >= 0
+    prefetch : int >= 0 or None
         Batches read ahead in background threads; 0 reads in the consumer's
-        thread.  Default :data:`DEFAULT_PREFETCH`.
+        thread.  Default :data:`DEFAULT_PREFETCH` (4), or
+        :data:`DEFAULT_REMOTE_PREFETCH` (16) for a remote store (a URL other
+        than ``file://``, or a store object other than a ``LocalStore``).
+        With ``scheduler``: Dask tasks in flight (default 4; 0 counts as 1).
     threads : int > 0 or None
-        Reading threads (default 1 when ``prefetch > 0``).  Reading a local
-        corpus is mostly Python and GIL-bound, so more threads only help
-        high-latency stores (HTTP, object stores); on a 2-core machine two
-        threads read a local corpus slower than one.
+        Reading threads (default 1 for a local corpus, ``prefetch`` for a
+        remote one).  Reading a local corpus is mostly Python and GIL-bound,
+        so more threads only help high-latency stores (HTTP, object stores),
+        where each thread waits for its own batch's round trips; on a 2-core
+        machine two threads read a local corpus slower than one.
     cache_bytes : int >= 0 or None
         Decoded-chunk cache budget when ``corpus`` is a path (default 64 MiB).
     rank, world_size : int
@@ -99,6 +124,20 @@ class WindowSampler:
         Step between window starts in 'sequential' mode (default ``n``).
     drop_last : bool
         Drop the short last batch of an 'exhaustive' or 'sequential' epoch.
+    scheduler : distributed.Client, str or None
+        Read on dask.distributed (``pip install 'zarrmux[dask]'``): a
+        ``Client`` (left open), a scheduler address ``'tcp://host:8786'`` or
+        ``'local'`` (a ``LocalCluster`` of worker processes on 127.0.0.1,
+        closed with the sampler).  Workers open the corpus themselves from its
+        path or URL (once per worker process) and each task reads
+        ``batches_per_task`` whole batches; the task graph holds the path,
+        options and the plan slice only.  The batches are the same as without
+        Dask.  ``corpus`` must be a path/URL or a Corpus opened from one.
+    batches_per_task : int > 0 or None
+        Batches read by one Dask task (default :data:`DEFAULT_BATCHES_PER_TASK`).
+    connect_timeout : float > 0
+        Seconds to wait for a scheduler address before raising
+        :class:`zarrmux.distributed.SchedulerError` (default 10).
 
     Notes
     -----
@@ -123,7 +162,7 @@ class WindowSampler:
         dist: str = "binomial",
         seed: int | None = None,
         keys: Sequence[str] | str | None = None,
-        prefetch: int = DEFAULT_PREFETCH,
+        prefetch: int | None = None,
         threads: int | None = None,
         cache_bytes: int | None = None,
         rank: int = 0,
@@ -132,9 +171,16 @@ class WindowSampler:
         max_iter: int | None = None,
         hop: int | None = None,
         drop_last: bool = False,
+        scheduler: Any = None,
+        batches_per_task: int | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
-            raise PescadorError(f"prefetch={prefetch!r} must be an integer >= 0")
+        if prefetch is not None and (isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0):
+            raise PescadorError(f"prefetch={prefetch!r} must be an integer >= 0 or None")
+        if batches_per_task is not None and (
+            isinstance(batches_per_task, bool) or not isinstance(batches_per_task, int) or batches_per_task < 1
+        ):
+            raise PescadorError(f"batches_per_task={batches_per_task!r} must be an integer >= 1 or None")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise PescadorError(f"threads={threads!r} must be an integer >= 1 or None")
         if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1):
@@ -157,8 +203,14 @@ class WindowSampler:
         self.keys: tuple[str, ...] = tuple(keys) if keys is not None else tuple(corpus.keys)
         self.n = n
         self.batch_size = batch_size
+        remote = scheduler is None and _is_remote(getattr(corpus, "path", ""))
+        if prefetch is None:
+            prefetch = DEFAULT_REMOTE_PREFETCH if remote else DEFAULT_PREFETCH
         self.prefetch = prefetch
-        self.threads = threads if threads is not None else DEFAULT_THREADS
+        if threads is None:
+            threads = max(1, prefetch) if remote else DEFAULT_THREADS
+        self.threads = threads
+        self.batches_per_task = batches_per_task if batches_per_task is not None else DEFAULT_BATCHES_PER_TASK
         self.max_iter = max_iter
         self._seed_given = seed
         self.plan = WindowPlan(
@@ -181,6 +233,19 @@ class WindowSampler:
         self._state = self.plan.state_dict()
         self._iter_ref: weakref.ReferenceType[Any] | None = None
         self._closed = False
+        #: the Dask connection (``scheduler``), its tasks stream while iterating
+        self._dask: Any = None
+        self._stream: Any = None
+        if scheduler is not None:
+            from . import distributed  # the install hint if dask is missing
+
+            try:
+                self._spec = distributed.corpus_spec(corpus)
+                self._dask = distributed.connect(scheduler, timeout=connect_timeout)
+            except BaseException:
+                if self._owns_corpus:
+                    corpus.close()
+                raise
 
     # ------------------------------------------------------------------ plan
     @property
@@ -220,7 +285,27 @@ class WindowSampler:
         cursor = self._cursor()
         blocks = cursor.blocks(self.max_iter)
         reader = _Reader(self.corpus, self.n, self.keys)
-        if self.prefetch == 0:
+        if self._dask is not None:
+            from .distributed import TaskStream
+
+            stream = TaskStream(
+                self._dask.client,
+                self._spec,
+                self.n,
+                self.keys,
+                blocks,
+                depth=max(1, self.prefetch),
+                batches_per_task=self.batches_per_task,
+            )
+            self._stream = stream
+            try:
+                for blk, batch in stream:
+                    self._state = blk.state_after
+                    yield batch
+            finally:
+                stream.close()
+                self._stream = None
+        elif self.prefetch == 0:
             for blk in blocks:
                 batch = reader(blk)
                 self._state = blk.state_after
@@ -262,8 +347,11 @@ class WindowSampler:
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
-        """Stop any running iteration (its threads are joined); close the corpus if the sampler opened it."""
+        """Stop any running iteration (threads joined, Dask tasks in flight cancelled); close the
+        corpus if the sampler opened it, and the Dask client / ``'local'`` cluster it started."""
         self._stop_iteration()
+        if self._dask is not None:
+            self._dask.close()
         if not self._closed and self._owns_corpus:
             close = getattr(self.corpus, "close", None)
             if close is not None:
@@ -280,5 +368,7 @@ class WindowSampler:
         p = self.plan
         return (
             f"<zarrmux.WindowSampler n={self.n} batch_size={self.batch_size} mode={p.mode!r} "
-            f"n_active={p.n_active} rate={p.rate} entries={len(p.share)} epoch={self.epoch} prefetch={self.prefetch}>"
+            f"n_active={p.n_active} rate={p.rate} entries={len(p.share)} epoch={self.epoch} prefetch={self.prefetch}"
+            + ("" if self._dask is None else f" scheduler={self._dask.client.scheduler.address!r}")
+            + ">"
         )
