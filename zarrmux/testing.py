@@ -14,7 +14,7 @@ import numpy as np
 
 from . import layout
 
-__all__ = ["make_entry", "make_npz_archives", "write_corpus"]
+__all__ = ["make_entry", "make_npz_archives", "write_corpus", "latency_store", "serve_directory"]
 
 
 def make_entry(rows: int, features: int = 128, *, seed: int = 0, dtype: Any = np.float32) -> dict[str, np.ndarray]:
@@ -95,3 +95,93 @@ def write_corpus(
         rec = layout.EntryRecord(name, start, rows, source="<memory>", checksum=layout.checksum_arrays(arrays))
         layout.commit_entries(root, [rec], rows_allocated=end)
     return root
+
+
+# ---------------------------------------------------------------------- latency (benchmarks, tests)
+def latency_store(path: str | os.PathLike[str], delay: float) -> Any:
+    """A read-only zarr store of the local directory ``path`` whose every read waits ``delay`` seconds.
+
+    zarr's own ``zarr.testing.store.LatencyStore`` (a ``WrapperStore``) around
+    a ``LocalStore``: the wait is an ``asyncio.sleep``, so concurrent reads
+    overlap like requests to an object store.  Open it with
+    ``open_corpus(latency_store(path, 0.02))``.
+    """
+    from zarr.storage import LocalStore
+    from zarr.testing.store import LatencyStore
+
+    return LatencyStore(LocalStore(os.fspath(path), read_only=True), get_latency=float(delay))
+
+
+def _delay_handler(root: str, delay: float) -> Any:
+    import re
+    from http.server import SimpleHTTPRequestHandler
+
+    class Handler(SimpleHTTPRequestHandler):
+        """Static files with single-range ``Range`` support, no listings, ``delay`` s before each answer."""
+
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, directory=root, **kw)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def list_directory(self, path: str) -> None:  # type: ignore[override]
+            self.send_error(404, "no listings")
+            return None
+
+        def do_GET(self) -> None:
+            import time
+
+            if delay:
+                time.sleep(delay)
+            rng = self.headers.get("Range")
+            fpath = self.translate_path(self.path)
+            if not rng or not os.path.isfile(fpath):
+                return super().do_GET()
+            m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
+            size = os.path.getsize(fpath)
+            if m is None:
+                self.send_error(416)
+                return None
+            a, b = m.groups()
+            start, end = (max(0, size - int(b)), size) if a == "" else (int(a), min(size, int(b) + 1) if b else size)
+            if start >= size:
+                self.send_error(416)
+                return None
+            with open(fpath, "rb") as f:
+                f.seek(start)
+                body = f.read(end - start)
+            self.send_response(206)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return None
+
+    return Handler
+
+
+def serve_directory(root: str | os.PathLike[str], delay: float = 0.0, port: int = 0) -> Any:
+    """A ``ThreadingHTTPServer`` on 127.0.0.1 serving ``root`` (byte ranges), ``delay`` s per request.
+
+    Not started: call ``serve_forever()`` (e.g. in a thread) and ``shutdown()``;
+    the URL is ``f"http://127.0.0.1:{server.server_port}/"``.
+    ``python -m zarrmux.testing ROOT DELAY`` runs one in its own process and
+    prints its port.
+    """
+    from http.server import ThreadingHTTPServer
+
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 256
+        daemon_threads = True
+
+    return Server(("127.0.0.1", port), _delay_handler(os.fspath(root), float(delay)))
+
+
+if __name__ == "__main__":  # python -m zarrmux.testing ROOT DELAY
+    import sys
+
+    _srv = serve_directory(sys.argv[1], float(sys.argv[2]))
+    print(_srv.server_port, flush=True)
+    _srv.serve_forever()

@@ -1,0 +1,134 @@
+"""Benchmark of issue 5, point 7: latency hiding, and Dask LocalCluster vs in-process threads.
+
+Workload (the standard one): 64 entries of ``X`` float32 ``(U[5000, 20000], 128)``
+and ``Y`` int64 (:func:`zarrmux.testing.make_npz_archives`), converted with
+:func:`zarrmux.convert` (default codec and chunking).  Windows of 16 rows,
+32 active entries, rate 16, batches of 32.
+
+Part 1, latency (``--delay``, default 20 ms, added to every read):
+
+* ``store``: :func:`zarrmux.testing.latency_store` (zarr's ``LatencyStore``
+  around the local directory, in process): ``WindowSampler`` with
+  ``prefetch=0`` vs its defaults for a remote store (16 batches ahead, 16 threads);
+* ``http``: the corpus served by a loopback HTTP server in another process
+  that sleeps ``delay`` before answering each request
+  (``python -m zarrmux.testing``): ``prefetch=0``, the thread defaults, and
+  ``scheduler=`` a LocalCluster of 2 worker processes (workers open the URL).
+
+Part 2, no added latency, local corpus: in-process thread prefetch (the
+defaults) vs Dask LocalCluster (2 worker processes, 1 thread each) for
+several ``batches_per_task``.
+
+Figures are windows/s, medians of ``--runs`` runs, and ratios within this run.
+
+Usage::
+
+    python tools/bench_latency.py [--dir /tmp/zarrmux_bench_latency] [--runs 3] [--delay 0.02]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import zarrmux  # noqa: E402
+from zarrmux.sampler import WindowSampler  # noqa: E402
+from zarrmux.testing import latency_store, make_npz_archives  # noqa: E402
+
+N, N_ACTIVE, RATE, BATCH = 16, 32, 16, 32
+
+
+def build(root: Path, entries: int) -> Path:
+    corpus = root / "corpus.zarr"
+    if (corpus / "zarr.json").exists():
+        return corpus
+    t = time.perf_counter()
+    archives = make_npz_archives(root / "npz", entries, features=128, seed=0)
+    zarrmux.convert([str(p) for p in archives], str(corpus), overwrite=True, progress=False)
+    print(f"  built {corpus} in {time.perf_counter() - t:.1f} s", flush=True)
+    return corpus
+
+
+def rate(corpus: Any, batches: int, seed: int, **kw: Any) -> float:
+    """Windows/s of one run of ``batches`` batches (sampler construction not timed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = WindowSampler(corpus, N, batch_size=BATCH, n_active=N_ACTIVE, rate=RATE, seed=seed, max_iter=batches, **kw)
+    try:
+        t = time.perf_counter()
+        got = 0
+        for b in s:
+            got += len(b["Y"])
+        dt = time.perf_counter() - t
+    finally:
+        s.close()
+    assert got == batches * BATCH
+    return got / dt
+
+
+def median(runs: int, fn: Any) -> float:
+    vals = [fn(i) for i in range(runs)]
+    return statistics.median(vals)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dir", default="/tmp/zarrmux_bench_latency")
+    ap.add_argument("--entries", type=int, default=64)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--delay", type=float, default=0.02)
+    args = ap.parse_args()
+    root = Path(args.dir)
+    root.mkdir(parents=True, exist_ok=True)
+    corpus = build(root, args.entries)
+    from distributed import Client, LocalCluster
+
+    results: dict[str, float] = {}
+    print(f"delay {args.delay * 1000:.0f} ms per read; windows of {N}, batches of {BATCH}; medians of {args.runs} runs")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cl, Client(cl) as client:
+        client.wait_for_workers(2)
+        # ------------------------------------------------------------ part 1: latency
+        store = latency_store(corpus, args.delay)
+        results["store prefetch=0"] = median(args.runs, lambda i: rate(store, 8, 100 + i, prefetch=0))
+        results["store prefetch (threads, defaults)"] = median(args.runs, lambda i: rate(store, 96, 200 + i))
+        server = subprocess.Popen([sys.executable, "-m", "zarrmux.testing", str(root), str(args.delay)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout is not None
+            port = int(server.stdout.readline())
+            url = f"http://127.0.0.1:{port}/{corpus.name}"
+            results["http prefetch=0"] = median(args.runs, lambda i: rate(url, 8, 300 + i, prefetch=0))
+            results["http prefetch (threads, defaults)"] = median(args.runs, lambda i: rate(url, 96, 400 + i))
+            rate(url, 16, 1, scheduler=client)  # warm-up: workers open the URL
+            results["http Dask 2 procs (defaults)"] = median(args.runs, lambda i: rate(url, 96, 500 + i, scheduler=client))
+        finally:
+            server.terminate()
+            server.wait()
+        # ------------------------------------------------------------ part 2: local, no added latency
+        rate(str(corpus), 64, 2, scheduler=client)  # warm-up
+        results["local threads (defaults)"] = median(args.runs, lambda i: rate(str(corpus), 512, 600 + i))
+        for bpt in (1, 4, 8, 16):
+            results[f"local Dask 2 procs bpt={bpt}"] = median(
+                args.runs, lambda i: rate(str(corpus), 512, 700 + i, scheduler=client, batches_per_task=bpt)
+            )
+    w = max(len(k) for k in results)
+    for k, v in results.items():
+        print(f"  {k:<{w}}  {v:9.0f} windows/s")
+    r = results
+    print("ratios:")
+    print(f"  store: threads / prefetch=0     = {r['store prefetch (threads, defaults)'] / r['store prefetch=0']:.1f}x (target >= 10)")
+    print(f"  http:  threads / prefetch=0     = {r['http prefetch (threads, defaults)'] / r['http prefetch=0']:.1f}x (target >= 10)")
+    print(f"  http:  Dask / prefetch=0        = {r['http Dask 2 procs (defaults)'] / r['http prefetch=0']:.1f}x (target >= 10)")
+    for bpt in (1, 4, 8, 16):
+        print(f"  local: Dask bpt={bpt:<2} / threads   = {r[f'local Dask 2 procs bpt={bpt}'] / r['local threads (defaults)']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
