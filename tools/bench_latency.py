@@ -9,7 +9,7 @@ Part 1, latency (``--delay``, default 20 ms, added to every read):
 
 * ``store``: :func:`zarrmux.testing.latency_store` (zarr's ``LatencyStore``
   around the local directory, in process): ``WindowSampler`` with
-  ``prefetch=0`` vs its defaults for a remote store (16 batches ahead, 16 threads);
+  ``prefetch=0`` vs its defaults for a remote store (32 batches ahead, 32 threads);
 * ``http``: the corpus served by a loopback HTTP server in another process
   that sleeps ``delay`` before answering each request
   (``python -m zarrmux.testing``): ``prefetch=0``, the thread defaults, and
@@ -97,17 +97,17 @@ def main() -> None:
         client.wait_for_workers(2)
         # ------------------------------------------------------------ part 1: latency
         store = latency_store(corpus, args.delay)
-        results["store prefetch=0"] = median(args.runs, lambda i: rate(store, 8, 100 + i, prefetch=0))
-        results["store prefetch (threads, defaults)"] = median(args.runs, lambda i: rate(store, 96, 200 + i))
+        results["store prefetch=0"] = median(args.runs, lambda i: rate(store, 32, 100 + i, prefetch=0))
+        results["store prefetch (threads, defaults)"] = median(args.runs, lambda i: rate(store, 256, 200 + i))
         server = subprocess.Popen([sys.executable, "-m", "zarrmux.testing", str(root), str(args.delay)], stdout=subprocess.PIPE, text=True)
         try:
             assert server.stdout is not None
             port = int(server.stdout.readline())
             url = f"http://127.0.0.1:{port}/{corpus.name}"
-            results["http prefetch=0"] = median(args.runs, lambda i: rate(url, 8, 300 + i, prefetch=0))
-            results["http prefetch (threads, defaults)"] = median(args.runs, lambda i: rate(url, 96, 400 + i))
+            results["http prefetch=0"] = median(args.runs, lambda i: rate(url, 32, 300 + i, prefetch=0))
+            results["http prefetch (threads, defaults)"] = median(args.runs, lambda i: rate(url, 256, 400 + i))
             rate(url, 16, 1, scheduler=client)  # warm-up: workers open the URL
-            results["http Dask 2 procs (defaults)"] = median(args.runs, lambda i: rate(url, 96, 500 + i, scheduler=client))
+            results["http Dask 2 procs (defaults)"] = median(args.runs, lambda i: rate(url, 256, 500 + i, scheduler=client))
         finally:
             server.terminate()
             server.wait()

@@ -169,10 +169,11 @@ def _run_streamer_into(streamer: Any, max_iter: Any, put: Callable[[Any], bool],
                 return
         put((_END, None))
     except BaseException as exc:  # noqa: BLE001  (sent to the consumer)
+        text = f"the Prefetcher's streamer raised {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
         try:
-            payload: Any = pickle.dumps(exc)
+            payload: Any = (pickle.dumps(exc), text)
         except Exception:  # an exception that does not pickle: send its text
-            payload = PescadorError(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+            payload = PescadorError(text)
         put((_ERR, payload))
 
 
@@ -237,7 +238,14 @@ def _drain(get: Callable[[], Any]) -> Iterator[Any]:
         if kind == _END:
             return
         if kind == _ERR:
-            raise pickle.loads(value) if isinstance(value, bytes) else value
+            if isinstance(value, tuple):
+                raw, text = value
+                try:
+                    exc = pickle.loads(raw)
+                except Exception:  # pickles but does not unpickle (custom __init__): its text
+                    exc = PescadorError(text)
+                raise exc
+            raise value
         yield value
 
 

@@ -42,7 +42,7 @@ DEFAULT_PREFETCH = 4
 #: reading threads by default (see ``threads`` in :class:`WindowSampler`)
 DEFAULT_THREADS = 1
 #: batches read ahead, and reading threads, by default for a remote (high-latency) store
-DEFAULT_REMOTE_PREFETCH = 16
+DEFAULT_REMOTE_PREFETCH = 32
 #: batches per Dask task by default (a task costs ~15-25 ms of scheduling; see tools/bench_latency.py)
 DEFAULT_BATCHES_PER_TASK = 8
 #: seconds to wait for a scheduler address
@@ -101,7 +101,7 @@ class WindowSampler:
     prefetch : int >= 0 or None
         Batches read ahead in background threads; 0 reads in the consumer's
         thread.  Default :data:`DEFAULT_PREFETCH` (4), or
-        :data:`DEFAULT_REMOTE_PREFETCH` (16) for a remote store (a URL other
+        :data:`DEFAULT_REMOTE_PREFETCH` (32) for a remote store (a URL other
         than ``file://``, or a store object other than a ``LocalStore``).
         With ``scheduler``: Dask tasks in flight (default 4; 0 counts as 1).
     threads : int > 0 or None

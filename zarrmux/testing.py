@@ -119,6 +119,8 @@ def _delay_handler(root: str, delay: float) -> Any:
     class Handler(SimpleHTTPRequestHandler):
         """Static files with single-range ``Range`` support, no listings, ``delay`` s before each answer."""
 
+        protocol_version = "HTTP/1.1"  # keep-alive: no new connection per request
+
         def __init__(self, *a: Any, **kw: Any) -> None:
             super().__init__(*a, directory=root, **kw)
 
