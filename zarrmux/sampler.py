@@ -44,7 +44,7 @@ DEFAULT_THREADS = 1
 #: batches read ahead, and reading threads, by default for a remote (high-latency) store
 DEFAULT_REMOTE_PREFETCH = 32
 #: batches per Dask task by default (a task costs ~15-25 ms of scheduling; see tools/bench_latency.py)
-DEFAULT_BATCHES_PER_TASK = 8
+DEFAULT_BATCHES_PER_TASK = 16
 #: seconds to wait for a scheduler address
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
