@@ -149,3 +149,11 @@ def test_progress_bar_on_a_terminal_and_console_script(src: Path, tmp_path: Path
     text = err.decode(errors="replace")
     assert "convert" in text and "entries 3/3" in text and "B/s" in text
     assert SUMMARY.match(proc.stdout.decode())
+
+
+def test_unreachable_scheduler_is_a_clear_error(src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["convert", str(src), "-o", str(tmp_path / "s.zarr"), "--scheduler", "tcp://127.0.0.1:1", "-q"])
+    err = capsys.readouterr().err
+    assert code == 6
+    assert "tcp://127.0.0.1:1" in err and "Traceback" not in err
+    assert not (tmp_path / "s.zarr" / "index").exists()  # nothing partial left

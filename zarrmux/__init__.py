@@ -13,7 +13,7 @@ import importlib
 from typing import Any
 
 from .core import Streamer, streamable
-from .exceptions import ConversionError, CorpusError, DataError, PescadorError, ZarrmuxError
+from .exceptions import ConversionError, CorpusError, DataError, PescadorError, SchedulerError, ZarrmuxError
 from .maps import buffer_stream, cache, keras_tuples, tuples
 from .mux import BaseMux, ChainMux, Mux, RoundRobinMux, ShuffledMux, StochasticMux
 from .version import version as __version__
@@ -48,6 +48,7 @@ __all__ = [
     "ZarrmuxError",
     "CorpusError",
     "ConversionError",
+    "SchedulerError",
     "__version__",
     *_LAZY,
 ]

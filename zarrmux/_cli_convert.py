@@ -19,12 +19,13 @@ import json
 import sys
 from typing import Any
 
-from .exceptions import ConversionError, CorpusError
+from .exceptions import ConversionError, CorpusError, SchedulerError
 
-EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_STORE, EXIT_SKIPPED = 0, 1, 2, 3, 4, 5
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_STORE, EXIT_SKIPPED, EXIT_SCHEDULER = 0, 1, 2, 3, 4, 5, 6
 
 _EPILOG = """exit codes: 0 ok; 1 verify mismatches; 2 usage error; 3 bad input (nothing partial left);
-4 destination is not a zarrmux corpus / incompatible; 5 converted but bad sources skipped; 130 interrupted"""
+4 destination is not a zarrmux corpus / incompatible; 5 converted but bad sources skipped;
+6 Dask scheduler unreachable; 130 interrupted"""
 
 
 def _err(msg: str) -> None:
@@ -117,6 +118,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     except CorpusError as exc:
         _err(str(exc))
         return EXIT_STORE
+    except SchedulerError as exc:
+        _err(str(exc))
+        return EXIT_SCHEDULER
     except ValueError as exc:
         _err(str(exc))
         return EXIT_USAGE

@@ -56,6 +56,7 @@ EXIT_CODES = {
     3: "bad input: a source could not be converted; nothing partial is left",
     4: "destination/store problem: not a zarrmux corpus, unreadable, or incompatible options",
     5: "converted, but some bad sources were skipped (--on-error skip)",
+    6: "the Dask scheduler (--scheduler) cannot be reached",
     130: "interrupted (Ctrl-C); committed entries are kept, rerun to resume",
 }
 #: bytes read per ``readinto`` call (bounds the temporary of deflated members)

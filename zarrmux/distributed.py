@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import PescadorError
+from .exceptions import PescadorError, SchedulerError
 
 __all__ = [
     "INSTALL_HINT",
@@ -58,9 +58,6 @@ INSTALL_HINT = "dask.distributed is needed for scheduler=...: pip install 'zarrm
 #: seconds to wait for a scheduler address before giving up
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
-
-class SchedulerError(PescadorError, ConnectionError):
-    """The scheduler cannot be reached (names the address and the timeout)."""
 
 
 def require_distributed() -> Any:

@@ -1,6 +1,6 @@
 """Exception classes, pescador-compatible: ``PescadorError`` is the root."""
 
-__all__ = ["PescadorError", "DataError", "ZarrmuxError", "ConversionError", "CorpusError"]
+__all__ = ["PescadorError", "DataError", "ZarrmuxError", "ConversionError", "CorpusError", "SchedulerError"]
 
 
 class PescadorError(Exception):
@@ -21,3 +21,7 @@ class CorpusError(PescadorError):
 
 class ConversionError(PescadorError):
     """An archive cannot be converted; the message names the file and the problem."""
+
+
+class SchedulerError(PescadorError, ConnectionError):
+    """A Dask scheduler cannot be reached (the message names the address and the timeout)."""
