@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import pickle
-import re
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +16,7 @@ import zarr
 
 from zarrmux.corpus import open_corpus
 from zarrmux.exceptions import CorpusError, DataError
-from zarrmux.testing import make_entry, write_corpus
+from zarrmux.testing import make_entry, send_range, write_corpus
 
 
 class RangeHandler(SimpleHTTPRequestHandler):
@@ -39,28 +38,7 @@ class RangeHandler(SimpleHTTPRequestHandler):
         path = self.translate_path(self.path)
         if not type(self).ranges or not rng or not os.path.isfile(path):
             return super().do_GET()
-        m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
-        size = os.path.getsize(path)
-        if m is None:
-            self.send_error(416)
-            return None
-        a, b = m.groups()
-        if a == "":
-            start, end = max(0, size - int(b)), size
-        else:
-            start, end = int(a), (min(size, int(b) + 1) if b else size)
-        if start >= size:
-            self.send_error(416)
-            return None
-        with open(path, "rb") as f:
-            f.seek(start)
-            body = f.read(end - start)
-        self.send_response(206)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_range(self, path, rng)
         return None
 
 

@@ -73,13 +73,8 @@ def sample_npz_as_written(npz_file: str, n: int) -> Iterator[dict[str, np.ndarra
             yield dict(X=data["X"][idx : idx + n], Y=data["Y"][idx : idx + n])
 
 
-def sample_npz_member_once(npz_file: str, n: int) -> Iterator[dict[str, np.ndarray]]:
-    with np.load(npz_file) as data:
-        X, Y = data["X"], data["Y"]
-        n_total = len(X)
-        while True:
-            idx = np.random.randint(n_total - n)
-            yield dict(X=X[idx : idx + n], Y=Y[idx : idx + n])
+#: the baseline: the seed's recipe reading each member once per activation
+from zarrmux.demo import sample_npz as sample_npz_member_once  # noqa: E402
 
 
 def sample_npy_mmap(npy_x: str, npy_y: str, n: int) -> Iterator[dict[str, np.ndarray]]:

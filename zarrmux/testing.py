@@ -6,6 +6,7 @@ Public, so users can build fixtures the same way the project's own tests do.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,6 @@ def latency_store(path: str | os.PathLike[str], delay: float) -> Any:
 
 
 def _delay_handler(root: str, delay: float) -> Any:
-    import re
     from http.server import SimpleHTTPRequestHandler
 
     class Handler(SimpleHTTPRequestHandler):
@@ -140,28 +140,33 @@ def _delay_handler(root: str, delay: float) -> Any:
             fpath = self.translate_path(self.path)
             if not rng or not os.path.isfile(fpath):
                 return super().do_GET()
-            m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
-            size = os.path.getsize(fpath)
-            if m is None:
-                self.send_error(416)
-                return None
-            a, b = m.groups()
-            start, end = (max(0, size - int(b)), size) if a == "" else (int(a), min(size, int(b) + 1) if b else size)
-            if start >= size:
-                self.send_error(416)
-                return None
-            with open(fpath, "rb") as f:
-                f.seek(start)
-                body = f.read(end - start)
-            self.send_response(206)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send_range(self, fpath, rng)
             return None
 
     return Handler
+
+
+def send_range(handler: Any, fpath: str, rng: str) -> None:
+    """Answer a single-range ``Range: bytes=a-b`` request for file ``fpath`` (206, or 416)."""
+    m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
+    size = os.path.getsize(fpath)
+    if m is None:
+        handler.send_error(416)
+        return
+    a, b = m.groups()
+    start, end = (max(0, size - int(b)), size) if a == "" else (int(a), min(size, int(b) + 1) if b else size)
+    if start >= size:
+        handler.send_error(416)
+        return
+    with open(fpath, "rb") as f:
+        f.seek(start)
+        body = f.read(end - start)
+    handler.send_response(206)
+    handler.send_header("Content-Type", "application/octet-stream")
+    handler.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 def serve_directory(root: str | os.PathLike[str], delay: float = 0.0, port: int = 0) -> Any:
