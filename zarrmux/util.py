@@ -158,7 +158,7 @@ class Draws:
     generator exactly as the pescador 3.0 call it replaces, so sequences match.
     """
 
-    __slots__ = ("rng", "uniform", "legacy")
+    __slots__ = ("rng", "uniform", "legacy")  # the muxes bisect a cached cdf with ``uniform()``
 
     def __init__(self, rng: Any) -> None:
         self.rng = rng
@@ -166,34 +166,14 @@ class Draws:
         #: one float in [0, 1): what ``RandomState.choice(p=...)`` draws for a scalar
         self.uniform = rng.random_sample if self.legacy else rng.random
 
-    def choice_cdf(self, cdf: list[float]) -> int:
-        """``choice(len(cdf), p=p)`` given ``cdf`` from :func:`choice_cdf_of` (same draw)."""
-        return _bisect_right(cdf, self.uniform())
-
-    def choice_p(self, p: np.ndarray) -> int:
-        """``rng.choice(len(p), p=p)``, drawing exactly as numpy does."""
-        return _bisect_right(choice_cdf_of(p), self.uniform())
-
-    def randint(self, high: int) -> int:
-        return int(self.rng.randint(0, high) if self.legacy else self.rng.integers(0, high))
-
-
-def choice_cdf_of(p: np.ndarray) -> list[float]:
-    """The cumulative distribution ``RandomState.choice`` builds from ``p``.
-
-    Raises ``ValueError`` like numpy for NaN or negative probabilities.
-    """
-    p = np.asarray(p, dtype=np.float64)
-    if np.isnan(p).any() or (p < 0).any():
-        raise ValueError("probabilities are not non-negative")
-    return cdf_of(p)
-
 
 def cdf_of(p: np.ndarray) -> list[float]:
-    """:func:`choice_cdf_of` without the checks, for probabilities known to be valid."""
+    """The cumulative distribution ``RandomState.choice(len(p), p=p)`` builds from ``p``.
+
+    ``bisect_right(cdf_of(p), rng.random_sample())`` is that ``choice``: the same
+    index from the same single draw.  ``p`` must be valid probabilities.
+    """
     cdf = p.cumsum()
     cdf /= cdf[-1]
     return cdf.tolist()
 
-
-from bisect import bisect_right as _bisect_right  # noqa: E402  (kept local to the hot path)
