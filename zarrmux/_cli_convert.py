@@ -92,6 +92,22 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_verify)
 
 
+#: what a command's failure maps to, first match wins: the message is printed, never a traceback
+_EXIT_FOR: tuple[tuple[type[Exception], int], ...] = (
+    (ConversionError, EXIT_BAD_INPUT),
+    (CorpusError, EXIT_STORE),
+    (SchedulerError, EXIT_SCHEDULER),
+    (ValueError, EXIT_USAGE),
+)
+_FAILURES = tuple(cls for cls, _ in _EXIT_FOR)
+
+
+def _fail(exc: Exception) -> int:
+    """Print ``exc``'s message and return its documented exit code."""
+    _err(str(exc))
+    return next(code for cls, code in _EXIT_FOR if isinstance(exc, cls))
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from .conversion import convert
 
@@ -112,18 +128,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
             progress=show_bar,
             group=args.group,
         )
-    except ConversionError as exc:
-        _err(str(exc))
-        return EXIT_BAD_INPUT
-    except CorpusError as exc:
-        _err(str(exc))
-        return EXIT_STORE
-    except SchedulerError as exc:
-        _err(str(exc))
-        return EXIT_SCHEDULER
-    except ValueError as exc:
-        _err(str(exc))
-        return EXIT_USAGE
+    except _FAILURES as exc:
+        return _fail(exc)
     for e in report.errors:
         print(f"zarrmux: skipped: {e}", file=sys.stderr)
     print(report.summary())
@@ -135,9 +141,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     try:
         d = info(args.store)
-    except CorpusError as exc:
-        _err(str(exc))
-        return EXIT_STORE
+    except _FAILURES as exc:
+        return _fail(exc)
     if args.json:
         print(json.dumps(d, indent=2))
         return EXIT_OK
@@ -159,12 +164,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     try:
         problems = verify(args.store, args.sources or None, group=args.group)
-    except CorpusError as exc:
-        _err(str(exc))
-        return EXIT_STORE
-    except ConversionError as exc:
-        _err(str(exc))
-        return EXIT_BAD_INPUT
+    except _FAILURES as exc:
+        return _fail(exc)
     for m in problems:
         print(f"MISMATCH {m}")
     if problems:
