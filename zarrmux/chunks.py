@@ -377,22 +377,24 @@ class _StoreIO:
     COALESCE_GAP = 64 * 1024
 
     def __init__(self, store: Any) -> None:
-        self.store = store
-
-    async def _get(self, r: _Req) -> bytes | None:
         from zarr.abc.store import RangeByteRequest, SuffixByteRequest
         from zarr.core.buffer import default_buffer_prototype
 
-        proto = default_buffer_prototype()
+        self.store = store
+        self._proto = default_buffer_prototype()
+        self._range = RangeByteRequest
+        self._suffix = SuffixByteRequest
+
+    async def _get(self, r: _Req) -> Any:
         if r.kind == "range":
-            buf = await self.store.get(r.key, proto, byte_range=RangeByteRequest(r.start, r.start + r.length))
+            buf = await self.store.get(r.key, self._proto, byte_range=self._range(r.start, r.start + r.length))
         elif r.kind == "suffix":
-            buf = await self.store.get(r.key, proto, byte_range=SuffixByteRequest(r.length))
+            buf = await self.store.get(r.key, self._proto, byte_range=self._suffix(r.length))
         else:
-            buf = await self.store.get(r.key, proto)
+            buf = await self.store.get(r.key, self._proto)
         if buf is None:
             return None
-        data = buf.to_bytes()
+        data = memoryview(buf.as_numpy_array())
         # servers that ignore Range headers (e.g. http.server) send the whole object
         if r.kind == "range" and len(data) > r.length and len(data) >= r.start + r.length:
             data = data[r.start : r.start + r.length]
@@ -418,19 +420,27 @@ class _StoreIO:
                 jobs.append((_Req(key, "range", lo, hi - lo), members))
         limit = max(1, int(zarr.config.get("async.concurrency", 10) or 10))
 
-        async def gather() -> list[bytes | None]:
-            sem = asyncio.Semaphore(limit)
+        async def gather() -> list[Any]:
+            # ``limit`` workers take the jobs in turn: at most ``limit`` requests at once,
+            # without a task and a semaphore round per request
+            results: list[Any] = [None] * len(jobs)
+            todo = iter(range(len(jobs)))
 
-            async def one(r: _Req) -> bytes | None:
-                async with sem:
+            async def worker() -> None:
+                for j in todo:
+                    r = jobs[j][0]
                     try:
-                        return await self._get(r)
+                        results[j] = await self._get(r)
                     except Exception as exc:
                         from .exceptions import CorpusError
 
                         raise CorpusError(f"cannot read {r.key!r} from {self.store}: {type(exc).__name__}: {exc}") from exc
 
-            return list(await asyncio.gather(*(one(r) for r, _ in jobs)))
+            if len(jobs) == 1:
+                await worker()
+            else:
+                await asyncio.gather(*(worker() for _ in range(min(limit, len(jobs)))))
+            return results
 
         results = sync(gather())
         for (r, members), data in zip(jobs, results):
@@ -673,6 +683,7 @@ class ArrayReader:
         """Offsets and lengths ``(chunks_per_shard, 2)`` of a shard; all-empty if absent."""
         if raw is None:
             return np.full((self.chunks_per_shard, 2), MAX_UINT_64, dtype=np.uint64)
+        raw = bytes(raw)
         where = f"{self.object_key(shard)} (shard index of {self.label!r})"
         chunks = list(range(shard * self.chunks_per_shard, (shard + 1) * self.chunks_per_shard))
         if len(raw) != self.index_nbytes:
