@@ -152,7 +152,7 @@ def test_bounded_in_flight_and_graph_carries_only_path_and_plan(client: Any, pat
     from zarrmux import distributed as zd
 
     with _sampler(path, scheduler=client, max_iter=30, batches_per_task=2, prefetch=3) as s:
-        assert s._spec == (path, None, s.corpus.cache_bytes, None)
+        assert s._spec == (path, None, s.corpus.cache_bytes, None, "auto")
         seen = 0
         for _ in s:
             stream = s._stream

@@ -64,6 +64,22 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         thread.join()
 
 
+#: every test runs with both readers of remote URLs
+pytestmark = pytest.mark.parametrize("backend", ["obstore", "fsspec"])
+
+
+def test_auto_backend_prefers_obstore(served: tuple[str, Path, dict], backend: str) -> None:
+    from zarr.storage import FsspecStore, ObjectStore
+
+    url, _, truth = served
+    c = open_corpus(f"{url}/c.zarr", backend=backend)
+    auto = open_corpus(f"{url}/c.zarr")
+    assert type(auto._root.store) is ObjectStore  # obstore is installed with the test extra
+    assert type(c._root.store) is (ObjectStore if backend == "obstore" else FsspecStore)
+    assert pickle.loads(pickle.dumps(c))._backend == backend
+    _check(c, truth, 16, 9)
+
+
 def _check(c, truth: dict, n: int, seed: int) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(seed)
     ents = rng.integers(0, len(c), 40)
@@ -74,11 +90,11 @@ def _check(c, truth: dict, n: int, seed: int) -> None:  # type: ignore[no-untype
             np.testing.assert_array_equal(out[k][b], truth[c.names[e]][k][s : s + n])
 
 
-def test_http_corpus_with_ranges(served: tuple[str, Path, dict]) -> None:
+def test_http_corpus_with_ranges(served: tuple[str, Path, dict], backend: str) -> None:
     url, _, truth = served
     RangeHandler.ranges = True
     RangeHandler.requests.clear()
-    c = open_corpus(f"{url}/c.zarr")
+    c = open_corpus(f"{url}/c.zarr", backend=backend)
     assert c.names == list(truth) and c.keys == ("X", "Y")
     assert not any(r.rstrip("/").endswith("c.zarr") for r in RangeHandler.requests)  # never listed
     assert {r.mode for r in c._readers} == {"shard"}
@@ -90,18 +106,18 @@ def test_http_corpus_with_ranges(served: tuple[str, Path, dict]) -> None:
     _check(c2, truth, 5, 2)
 
 
-def test_http_server_without_range_support(served: tuple[str, Path, dict]) -> None:
+def test_http_server_without_range_support(served: tuple[str, Path, dict], backend: str) -> None:
     url, _, truth = served
     RangeHandler.ranges = False  # plain http.server behaviour: whole objects
     try:
-        c = open_corpus(f"{url}/c.zarr", cache_bytes=0)
+        c = open_corpus(f"{url}/c.zarr", backend=backend, cache_bytes=0)
         _check(c, truth, 16, 3)
     finally:
         RangeHandler.ranges = True
 
 
 @pytest.mark.filterwarnings("ignore:Consolidated metadata is currently not part")
-def test_http_plain_zarr_with_consolidated_metadata(served: tuple[str, Path, dict]) -> None:
+def test_http_plain_zarr_with_consolidated_metadata(served: tuple[str, Path, dict], backend: str) -> None:
     url, root, _ = served
     e = make_entry(90, 3, seed=5)
     g = zarr.open_group(root / "plain.zarr", mode="w")
@@ -110,33 +126,34 @@ def test_http_plain_zarr_with_consolidated_metadata(served: tuple[str, Path, dic
         for k, a in e.items():
             sub.create_array(k, shape=a.shape, dtype=a.dtype, chunks=(20, *a.shape[1:]))[...] = a
     zarr.consolidate_metadata(root / "plain.zarr")
-    c = open_corpus(f"{url}/plain.zarr")
+    c = open_corpus(f"{url}/plain.zarr", backend=backend)
     assert c.names == ["a", "b"]
     _check(c, {"a": e, "b": e}, 11, 4)
 
 
-def test_http_errors(served: tuple[str, Path, dict]) -> None:
+def test_http_errors(served: tuple[str, Path, dict], backend: str) -> None:
     url, root, _ = served
     with pytest.raises(CorpusError, match="missing.zarr"):
-        open_corpus(f"{url}/missing.zarr")
+        open_corpus(f"{url}/missing.zarr", backend=backend)
     with pytest.raises(KeyError, match="'Q'"):
-        open_corpus(f"{url}/c.zarr", keys=["Q"])
+        open_corpus(f"{url}/c.zarr", backend=backend, keys=["Q"])
     # a corrupt shard index over HTTP
     import shutil
 
-    shutil.copytree(root / "c.zarr", root / "bad.zarr")
-    shard = root / "bad.zarr" / "X" / "c" / "1" / "0"
+    bad = f"bad-{backend}.zarr"
+    shutil.copytree(root / "c.zarr", root / bad)
+    shard = root / bad / "X" / "c" / "1" / "0"
     raw = bytearray(shard.read_bytes())
     raw[-7] ^= 0x55
     shard.write_bytes(bytes(raw))
-    c = open_corpus(f"{url}/bad.zarr")
+    c = open_corpus(f"{url}/{bad}", backend=backend)
     with pytest.raises(DataError, match=r"song0.*'X'.*X/c/1/0"):
         c.read_windows([0], [70], 16)
 
 
-def test_http_server_errors_name_the_object(served: tuple[str, Path, dict]) -> None:
+def test_http_server_errors_name_the_object(served: tuple[str, Path, dict], backend: str) -> None:
     url, _, _ = served
-    c = open_corpus(f"{url}/c.zarr")
+    c = open_corpus(f"{url}/c.zarr", backend=backend)
     old = RangeHandler.do_GET
 
     def broken(self: RangeHandler) -> None:
@@ -152,3 +169,20 @@ def test_http_server_errors_name_the_object(served: tuple[str, Path, dict]) -> N
     finally:
         RangeHandler.do_GET = old  # type: ignore[method-assign]
     assert c.read_windows([0], [0], 16)["X"].shape == (1, 16, 4)
+
+
+def test_without_obstore(served: tuple[str, Path, dict], backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without obstore, 'auto' falls back to fsspec and 'obstore' says how to install it."""
+    from zarr.storage import FsspecStore
+
+    url, _, truth = served
+    for name in [m for m in list(__import__("sys").modules) if m == "obstore" or m.startswith("obstore.")]:
+        monkeypatch.delitem(__import__("sys").modules, name)
+    monkeypatch.setitem(__import__("sys").modules, "obstore", None)  # import obstore -> ImportError
+    if backend == "obstore":
+        with pytest.raises(CorpusError, match=r"zarrmux\[cloud\].*c\.zarr"):
+            open_corpus(f"{url}/c.zarr", backend=backend)
+    else:
+        c = open_corpus(f"{url}/c.zarr")
+        assert type(c._root.store) is FsspecStore
+        _check(c, truth, 16, 11)

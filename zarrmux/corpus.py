@@ -50,21 +50,33 @@ def open_corpus(
     keys: Sequence[str] | None = None,
     cache_bytes: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    backend: str = "auto",
 ) -> "Corpus":
     """Open a corpus for reading.
 
     Parameters
     ----------
     path_or_url : str or os.PathLike or zarr store
-        A local path, a ``file://`` URL, an fsspec URL (``http://``, ``s3://``, ...)
-        or a zarr store object.
+        A local path, a ``file://`` URL, a remote URL (``http(s)://``,
+        ``s3://``, ``gs://``, ``az://``, or any fsspec URL) or a zarr store
+        object (a ``zarr.storage.ObjectStore`` gets the obstore fast path).
     keys : sequence of str, optional
         The keys to read (default: every key of the corpus).
     cache_bytes : int >= 0, optional
         Budget of the decoded-chunk cache, default
         :data:`~zarrmux.chunks.DEFAULT_CACHE_BYTES` (64 MiB).  0 disables it.
     storage_options : dict, optional
-        Passed to fsspec for URLs.
+        Options of the backend that reads a URL: keyword arguments of
+        ``obstore.store.from_url`` (e.g. ``{"config": {...}, "client_options": {...}}``)
+        or fsspec storage options.
+    backend : {'auto', 'obstore', 'fsspec'}
+        What reads a remote URL.  ``'obstore'`` (``pip install 'zarrmux[cloud]'``)
+        fetches all the byte ranges a batch needs from one object in one call
+        outside the GIL, several times cheaper in CPU per request than fsspec,
+        which matters when prefetching hides tens of milliseconds of latency.
+        ``'auto'`` (default) uses obstore for ``http``, ``https``, ``s3``,
+        ``gs`` and Azure URLs when it is installed, fsspec otherwise.  Plain
+        ``http://`` URLs are allowed (obstore's ``allow_http``).
 
     Returns
     -------
@@ -77,9 +89,45 @@ def open_corpus(
     UnknownKeyError
         A key of ``keys`` is not in the corpus (also a ``KeyError``).
     """
-    corpus = Corpus(path_or_url, keys=keys, cache_bytes=cache_bytes, storage_options=storage_options)
+    corpus = Corpus(path_or_url, keys=keys, cache_bytes=cache_bytes, storage_options=storage_options, backend=backend)
     corpus._load()
     return corpus
+
+
+#: URL schemes that obstore reads (``backend='auto'`` prefers it for these when installed)
+OBSTORE_SCHEMES = frozenset({"http", "https", "s3", "s3a", "gs", "az", "abfs", "abfss", "adl", "azure"})
+BACKENDS = ("auto", "obstore", "fsspec")
+
+
+def _obstore_available() -> bool:
+    try:
+        import obstore  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _url_store(url: str, backend: str, storage_options: dict[str, Any] | None) -> Any:
+    """The zarr store for a remote URL: a ``zarr.storage.ObjectStore`` (obstore) or the URL itself (fsspec)."""
+    scheme = urlparse(url).scheme.lower()
+    if backend == "fsspec" or (backend == "auto" and (scheme not in OBSTORE_SCHEMES or not _obstore_available())):
+        return url
+    try:
+        import obstore.store
+    except ImportError:
+        raise CorpusError(f"backend='obstore' needs obstore: pip install 'zarrmux[cloud]' (or pip install obstore), to read {url}") from None
+    from zarr.storage import ObjectStore
+
+    opts = dict(storage_options or {})
+    if scheme == "http":
+        client = dict(opts.pop("client_options", None) or {})
+        client.setdefault("allow_http", True)
+        opts["client_options"] = client
+    try:
+        ostore = obstore.store.from_url(url.rstrip("/"), **opts)
+    except Exception as exc:
+        raise CorpusError(f"cannot open {url} with obstore: {type(exc).__name__}: {exc}") from exc
+    return ObjectStore(ostore, read_only=True)
 
 
 def _describe(target: Any) -> str:
@@ -100,7 +148,11 @@ class Corpus:
         keys: Sequence[str] | None = None,
         cache_bytes: int | None = None,
         storage_options: dict[str, Any] | None = None,
+        backend: str = "auto",
     ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r} must be one of {BACKENDS}")
+        self._backend = backend
         if isinstance(path_or_url, os.PathLike):
             path_or_url = os.fspath(path_or_url)
         self._target = path_or_url
@@ -122,6 +174,7 @@ class Corpus:
             "keys": self._req_keys,
             "cache_bytes": self._cache_bytes,
             "storage_options": self._storage_options,
+            "backend": self._backend,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -130,6 +183,7 @@ class Corpus:
             keys=state["keys"],
             cache_bytes=state["cache_bytes"],
             storage_options=state["storage_options"],
+            backend=state.get("backend", "auto"),
         )
 
     # ------------------------------------------------------------------ opening
@@ -158,6 +212,8 @@ class Corpus:
             if not os.access(local, os.R_OK | os.X_OK):
                 raise CorpusError(f"cannot read the corpus at {what}: permission denied")
             store: Any = LocalStore(local, read_only=True)
+        elif isinstance(target, str):
+            store = _url_store(target, self._backend, self._storage_options)
         else:
             store = target
         try:
@@ -568,7 +624,7 @@ class Corpus:
         expected = str(index["checksum"][e.position])
         if not expected:
             return
-        full = Corpus(self._target, cache_bytes=0, storage_options=self._storage_options)
+        full = Corpus(self._target, cache_bytes=0, storage_options=self._storage_options, backend=self._backend)
         arrays = {k: full.read_rows(e.position, k, 0, int(e.rows)) for k in full.keys}
         actual = layout.checksum_arrays(arrays)
         if actual != expected:

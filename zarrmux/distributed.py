@@ -220,7 +220,7 @@ _CORPORA_LOCK = threading.Lock()
 
 
 def corpus_spec(corpus: Any) -> tuple[Any, ...]:
-    """What a worker needs to open ``corpus`` itself: ``(path_or_url, keys, cache_bytes, storage_options)``.
+    """What a worker needs to open ``corpus`` itself: ``(path_or_url, keys, cache_bytes, storage_options, backend)``.
 
     Raises
     ------
@@ -236,7 +236,7 @@ def corpus_spec(corpus: Any) -> tuple[Any, ...]:
             f"not a store object ({type(target).__name__})"
         )
     opts = state.get("storage_options")
-    return (target, state.get("keys"), int(state["cache_bytes"]), tuple(sorted(opts.items())) if opts else None)
+    return (target, state.get("keys"), int(state["cache_bytes"]), tuple(sorted(opts.items())) if opts else None, state.get("backend", "auto"))
 
 
 def worker_corpus(spec: tuple[Any, ...]) -> Any:
@@ -248,8 +248,8 @@ def worker_corpus(spec: tuple[Any, ...]) -> Any:
             if c is None:
                 from .corpus import open_corpus
 
-                target, keys, cache_bytes, opts = spec
-                c = open_corpus(target, keys=keys, cache_bytes=cache_bytes, storage_options=dict(opts) if opts else None)
+                target, keys, cache_bytes, opts, backend = spec
+                c = open_corpus(target, keys=keys, cache_bytes=cache_bytes, storage_options=dict(opts) if opts else None, backend=backend)
                 _CORPORA[spec] = c
     return c
 
