@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from zarrmux.corpus import open_corpus
+from zarrmux.exceptions import CorpusError
 from zarrmux.testing import make_entry, write_corpus
 
 
@@ -67,3 +68,18 @@ def test_corpus_over_delay_server(server: tuple[str, Path], backend: str) -> Non
     for b, (e, s) in enumerate([(0, 0), (2, 280), (1, 100), (2, 7)]):
         np.testing.assert_array_equal(out["X"][b], truth[f"s{e}"]["X"][s : s + 20])
         np.testing.assert_array_equal(out["Y"][b], truth[f"s{e}"]["Y"][s : s + 20])
+
+
+def test_delay_filesystem_url(tmp_path: Path) -> None:
+    """``zarrmux-delay://`` (an fsspec entry point): same data as the directory, every read delayed."""
+    truth = {f"s{i}": make_entry(200 + 30 * i, 3, seed=i) for i in range(2)}
+    write_corpus(tmp_path / "c.zarr", truth, chunk_rows=16, shard_rows=64)
+    c = open_corpus(f"zarrmux-delay://{tmp_path / 'c.zarr'}", storage_options={"delay": 0.05})
+    assert c.names == ["s0", "s1"]
+    t = time.perf_counter()
+    out = c.read_windows([1, 0], [200, 5], 20)
+    assert time.perf_counter() - t >= 0.05
+    np.testing.assert_array_equal(out["X"][0], truth["s1"]["X"][200:220])
+    np.testing.assert_array_equal(out["Y"][1], truth["s0"]["Y"][5:25])
+    with pytest.raises(CorpusError, match="delay=-1 must be >= 0"):
+        open_corpus(f"zarrmux-delay://{tmp_path / 'c.zarr'}", storage_options={"delay": -1})
