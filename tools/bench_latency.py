@@ -21,7 +21,7 @@ stand-ins for an object store:
   here; a real object store's CPU is not the reader's.
 
 For each: ``WindowSampler`` with ``prefetch=0`` (reads in the consumer's
-thread) vs its defaults for a remote store (32 batches ahead, 32 threads),
+thread) vs its defaults for a remote store (32 batches ahead, 16 threads),
 and, for the URLs, ``scheduler=`` a LocalCluster of 2 worker processes.
 
 Part 2, no added latency, local corpus: in-process thread prefetch (the

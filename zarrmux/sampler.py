@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_PREFETCH",
     "DEFAULT_THREADS",
     "DEFAULT_REMOTE_PREFETCH",
+    "DEFAULT_REMOTE_THREADS",
     "DEFAULT_BATCHES_PER_TASK",
     "DEFAULT_CONNECT_TIMEOUT",
 ]
@@ -41,8 +42,12 @@ __all__ = [
 DEFAULT_PREFETCH = 4
 #: reading threads by default (see ``threads`` in :class:`WindowSampler`)
 DEFAULT_THREADS = 1
-#: batches read ahead, and reading threads, by default for a remote (high-latency) store
+#: batches read ahead by default for a remote (high-latency) store
 DEFAULT_REMOTE_PREFETCH = 32
+#: most reading threads by default for a remote store: each waits for its batch's round
+#: trips (2-5 of them), so 16 keep more batches in flight than 2 cores can decode,
+#: and contend less for the GIL than 32 (tools/bench_latency.py: ~15% more windows/s)
+DEFAULT_REMOTE_THREADS = 16
 #: batches per Dask task by default (a task costs ~15-25 ms of scheduling; see tools/bench_latency.py)
 DEFAULT_BATCHES_PER_TASK = 16
 #: seconds to wait for a scheduler address
@@ -105,8 +110,8 @@ class WindowSampler:
         than ``file://``, or a store object other than a ``LocalStore``).
         With ``scheduler``: Dask tasks in flight (default 4; 0 counts as 1).
     threads : int > 0 or None
-        Reading threads (default 1 for a local corpus, ``prefetch`` for a
-        remote one).  Reading a local corpus is mostly Python and GIL-bound,
+        Reading threads (default 1 for a local corpus, ``min(prefetch, 16)``
+        (:data:`DEFAULT_REMOTE_THREADS`) for a remote one).  Reading a local corpus is mostly Python and GIL-bound,
         so more threads only help high-latency stores (HTTP, object stores),
         where each thread waits for its own batch's round trips; on a 2-core
         machine two threads read a local corpus slower than one.
@@ -208,7 +213,7 @@ class WindowSampler:
             prefetch = DEFAULT_REMOTE_PREFETCH if remote else DEFAULT_PREFETCH
         self.prefetch = prefetch
         if threads is None:
-            threads = max(1, prefetch) if remote else DEFAULT_THREADS
+            threads = max(1, min(prefetch, DEFAULT_REMOTE_THREADS)) if remote else DEFAULT_THREADS
         self.threads = threads
         self.batches_per_task = batches_per_task if batches_per_task is not None else DEFAULT_BATCHES_PER_TASK
         self.max_iter = max_iter
