@@ -102,37 +102,37 @@ def main() -> None:
 
     results: dict[str, float] = {}
     print(f"delay {args.delay * 1000:.0f} ms per read; windows of {N}, batches of {BATCH}; medians of {args.runs} runs")
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cl, Client(cl) as client:
-        client.wait_for_workers(2)
-        # ------------------------------------------------------------ part 1: latency
+    server = subprocess.Popen([sys.executable, "-m", "zarrmux.testing", str(root), str(args.delay)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = f"http://127.0.0.1:{int(server.stdout.readline())}/{corpus.name}"
+        delay_url = f"zarrmux-delay://{corpus.resolve()}"
+        dfs = zarrmux.open_corpus(delay_url, storage_options={"delay": args.delay})
+        # ------------------------------------------------------------ part 1a: latency, threads (no cluster running)
         store = latency_store(corpus, args.delay)
         results["store prefetch=0"] = median(args.runs, lambda i: rate(store, 32, 100 + i, prefetch=0))
         results["store prefetch (threads, defaults)"] = median(args.runs, lambda i: rate(store, 256, 200 + i))
-        delay_url = f"zarrmux-delay://{corpus.resolve()}"
-        dfs = zarrmux.open_corpus(delay_url, storage_options={"delay": args.delay})
         results["delay-fs prefetch=0"] = median(args.runs, lambda i: rate(dfs, 32, 110 + i, prefetch=0))
         results["delay-fs prefetch (threads, defaults)"] = median(args.runs, lambda i: rate(dfs, 256, 210 + i))
-        rate(dfs, 16, 1, scheduler=client)  # warm-up: workers open the URL
-        results["delay-fs Dask 2 procs (defaults)"] = median(args.runs, lambda i: rate(dfs, 256, 510 + i, scheduler=client))
-        server = subprocess.Popen([sys.executable, "-m", "zarrmux.testing", str(root), str(args.delay)], stdout=subprocess.PIPE, text=True)
-        try:
-            assert server.stdout is not None
-            port = int(server.stdout.readline())
-            url = f"http://127.0.0.1:{port}/{corpus.name}"
-            results["http prefetch=0"] = median(args.runs, lambda i: rate(url, 32, 300 + i, prefetch=0))
-            results["http prefetch (threads, defaults)"] = median(args.runs, lambda i: rate(url, 256, 400 + i))
-            rate(url, 16, 1, scheduler=client)  # warm-up: workers open the URL
+        results["http prefetch=0"] = median(args.runs, lambda i: rate(url, 32, 300 + i, prefetch=0))
+        results["http prefetch (threads, defaults)"] = median(args.runs, lambda i: rate(url, 256, 400 + i))
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cl, Client(cl) as client:
+            client.wait_for_workers(2)
+            # -------------------------------------------------------- part 1b: latency, Dask
+            rate(dfs, 16, 1, scheduler=client)  # warm-up: workers open the URL
+            results["delay-fs Dask 2 procs (defaults)"] = median(args.runs, lambda i: rate(dfs, 256, 510 + i, scheduler=client))
+            rate(url, 16, 1, scheduler=client)
             results["http Dask 2 procs (defaults)"] = median(args.runs, lambda i: rate(url, 256, 500 + i, scheduler=client))
-        finally:
-            server.terminate()
-            server.wait()
-        # ------------------------------------------------------------ part 2: local, no added latency
-        rate(str(corpus), 64, 2, scheduler=client)  # warm-up
-        results["local threads (defaults)"] = median(args.runs, lambda i: rate(str(corpus), 512, 600 + i))
-        for bpt in (1, 4, 8, 16):
-            results[f"local Dask 2 procs bpt={bpt}"] = median(
-                args.runs, lambda i: rate(str(corpus), 512, 700 + i, scheduler=client, batches_per_task=bpt)
-            )
+            # -------------------------------------------------------- part 2: local, no added latency
+            rate(str(corpus), 64, 2, scheduler=client)  # warm-up
+            results["local threads (defaults)"] = median(args.runs, lambda i: rate(str(corpus), 512, 600 + i))
+            for bpt in (1, 4, 8, 16):
+                results[f"local Dask 2 procs bpt={bpt}"] = median(
+                    args.runs, lambda i: rate(str(corpus), 512, 700 + i, scheduler=client, batches_per_task=bpt)
+                )
+    finally:
+        server.terminate()
+        server.wait()
     w = max(len(k) for k in results)
     for k, v in results.items():
         print(f"  {k:<{w}}  {v:9.0f} windows/s")
