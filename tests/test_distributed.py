@@ -309,3 +309,31 @@ def test_worker_killed_mid_run_loses_no_batch(cluster: Any, client: Any, path: s
         os.kill(victim, 0)
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it
     assert victim not in client.run(os.getpid).values()
+
+
+@pytest.mark.parametrize("backend", ["obstore", "fsspec"])
+def test_workers_read_a_url_with_the_trainers_backend(client: Any, path: str, backend: str) -> None:
+    """Over HTTP (the delay server in its own process), Dask workers reopen the URL with the same reader."""
+    from zarrmux.corpus import open_corpus
+
+    root = Path(path).parent
+    server = subprocess.Popen([sys.executable, "-m", "zarrmux.testing", str(root), "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = f"http://127.0.0.1:{int(server.stdout.readline())}/{Path(path).name}"
+        ref = _run(path, prefetch=0, max_iter=6)
+        corpus = open_corpus(url, backend=backend)
+        got = _run(corpus, scheduler=client, max_iter=6, batches_per_task=2)  # type: ignore[arg-type]
+        _same(got, ref)
+
+        def worker_store_types() -> list[str]:
+            from zarrmux import distributed as zd
+
+            return [type(c._root.store).__name__ for c in zd._CORPORA.values() if c.path == url]
+
+        seen = {t for ts in client.run(worker_store_types).values() for t in ts}
+        assert seen == {"ObjectStore" if backend == "obstore" else "FsspecStore"}
+        corpus.close()
+    finally:
+        server.terminate()
+        server.wait()
