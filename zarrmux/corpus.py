@@ -76,7 +76,10 @@ def open_corpus(
         which matters when prefetching hides tens of milliseconds of latency.
         ``'auto'`` (default) uses obstore for ``http``, ``https``, ``s3``,
         ``gs`` and Azure URLs when it is installed, fsspec otherwise.  Plain
-        ``http://`` URLs are allowed (obstore's ``allow_http``).
+        ``http://`` URLs are allowed (obstore's ``allow_http``).  obstore
+        retries failed requests with backoff before an error is raised (a
+        few seconds for a server answering 500); tune it with
+        ``storage_options={"retry_config": {...}}``.
 
     Returns
     -------
