@@ -462,9 +462,8 @@ class _ObstoreIO(_StoreIO):
     obstore (Rust, outside the GIL) merges ranges within ``COALESCE_GAP`` bytes
     and fetches the rest concurrently, so a batch costs a few Python calls per
     *object* rather than per chunk.  Suffix and whole-object reads go through
-    the store's ``get``.  A server that answers a range request with the whole
-    object (no ``Range`` support) is handled by retrying that object's ranges
-    through ``get``, which trims the answer.
+    the store's ``get``.  For a server without ``Range`` support (obstore's
+    ``NotSupportedError``), the object is read whole once and sliced.
     """
 
     def __init__(self, store: Any) -> None:
