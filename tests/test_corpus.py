@@ -362,3 +362,20 @@ def test_streamers_one_per_long_enough_entry(corpus_path: Path, truth: dict) -> 
     t = truth["song0"]["X"]
     starts = [s for s in range(len(t) - 99) if np.array_equal(t[s : s + 100], x)]
     assert starts  # the window is a contiguous run of song0's rows
+
+
+def test_truncated_shard_is_a_data_error_not_garbage(tmp_path: Path) -> None:
+    """A shard whose last inner chunk runs into its index (bytes cut before the index) raises, never decodes garbage."""
+    from zarrmux.testing import latency_store
+
+    truth = {f"song{i}": make_entry(150 + 61 * i, 4, seed=i) for i in range(2)}
+    write_corpus(tmp_path / "c.zarr", truth, chunk_rows=16, shard_rows=64)
+    shard = tmp_path / "c.zarr" / "X" / "c" / "0" / "0"
+    raw = shard.read_bytes()
+    index = 16 * 4 + 4
+    shard.write_bytes(raw[: -index - 40] + raw[-index:])
+    for target in (tmp_path / "c.zarr", latency_store(tmp_path / "c.zarr", 0.0)):
+        c = open_corpus(target)
+        np.testing.assert_array_equal(c.read_windows([0], [16], 16)["X"][0], truth["song0"]["X"][16:32])
+        with pytest.raises(DataError, match=r"entry 'song0', key 'X', chunk X/c/0/0 \(inner chunk 3.*outside the shard's chunk data"):
+            c.read_windows([0], [48], 16)

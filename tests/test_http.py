@@ -186,3 +186,20 @@ def test_without_obstore(served: tuple[str, Path, dict], backend: str, monkeypat
         c = open_corpus(f"{url}/c.zarr")
         assert type(c._root.store) is FsspecStore
         _check(c, truth, 16, 11)
+
+
+def test_http_truncated_shard_is_a_data_error(served: tuple[str, Path, dict], backend: str) -> None:
+    """A shard cut short (its last inner chunk runs past the end) raises DataError naming entry, key and chunk."""
+    import shutil
+
+    url, root, _ = served
+    name = f"trunc-{backend}.zarr"
+    shutil.copytree(root / "c.zarr", root / name)
+    shard = root / name / "X" / "c" / "0" / "0"
+    raw = shard.read_bytes()
+    index = 16 * 4 + 4  # 4 inner chunks per shard, crc32c
+    shard.write_bytes(raw[: -index - 40] + raw[-index:])
+    c = open_corpus(f"{url}/{name}", backend=backend)
+    np.testing.assert_array_equal(c.read_windows([0], [0], 16)["X"][0], make_entry(150, 4, seed=0)["X"][:16])
+    with pytest.raises(DataError, match=r"entry 'song0', key 'X', chunk X/c/0/0 \(inner chunk 3, rows 48:64"):
+        c.read_windows([0], [48], 16)

@@ -257,6 +257,8 @@ class _LocalIO:
 
     def __init__(self, root: str, max_fds: int = 128) -> None:
         self.root = root
+        #: object sizes learned by suffix reads, taken once by :func:`load_chunks` (see ``take_size``)
+        self._sizes: dict[str, int] = {}
         self.max_fds = max_fds
         self._fds: OrderedDict[str, list[int]] = OrderedDict()  # key -> [fd, users]
         self._lock = threading.Lock()
@@ -296,6 +298,10 @@ class _LocalIO:
                 if slot[1] == 0 and len(self._fds) > self.max_fds:
                     os.close(self._fds.pop(key)[0])
 
+    def take_size(self, key: str) -> int | None:
+        """The size of object ``key`` if a suffix read just learned it (forgotten once taken)."""
+        return self._sizes.pop(key, None)
+
     def close(self) -> None:
         with self._lock:
             for k in [k for k, v in self._fds.items() if v[1] == 0]:
@@ -331,6 +337,7 @@ class _LocalIO:
                     if r.kind == "suffix":
                         start = max(0, size - r.length)
                         out[i] = os.pread(fd, size - start, start)
+                        self._sizes[key] = size
                     else:
                         out[i] = os.pread(fd, size, 0)
                 if not ranges:
@@ -381,15 +388,28 @@ class _StoreIO:
         from zarr.core.buffer import default_buffer_prototype
 
         self.store = store
+        self._sizes: dict[str, int] = {}
         self._proto = default_buffer_prototype()
         self._range = RangeByteRequest
         self._suffix = SuffixByteRequest
+
+    def take_size(self, key: str) -> int | None:
+        """The size of object ``key`` if a suffix read just learned it (forgotten once taken)."""
+        return self._sizes.pop(key, None)
+
+    async def _size(self, key: str) -> None:
+        """Learn the size of ``key`` (to bound its shard index; see ``take_size``); quiet on failure."""
+        try:
+            self._sizes[key] = int(await self.store.getsize(key))
+        except Exception:
+            pass
 
     async def _get(self, r: _Req) -> Any:
         if r.kind == "range":
             buf = await self.store.get(r.key, self._proto, byte_range=self._range(r.start, r.start + r.length))
         elif r.kind == "suffix":
-            buf = await self.store.get(r.key, self._proto, byte_range=self._suffix(r.length))
+            # a shard index: its object's size, asked for alongside, bounds the inner chunks
+            buf, _ = await asyncio.gather(self.store.get(r.key, self._proto, byte_range=self._suffix(r.length)), self._size(r.key))
         else:
             buf = await self.store.get(r.key, self._proto)
         if buf is None:
@@ -509,6 +529,7 @@ class _ObstoreIO(_StoreIO):
                 data = memoryview(await resp.bytes_async())
             except FileNotFoundError:
                 return
+            self._sizes[key] = len(data)
             for i in idxs:
                 r = reqs[i]
                 if r.kind == "range":
@@ -519,10 +540,18 @@ class _ObstoreIO(_StoreIO):
                     out[i] = data
 
         async def one(i: int) -> None:
+            r = reqs[i]
             try:
-                out[i] = await self._get(reqs[i])
+                if r.kind == "suffix":
+                    resp = await obs.get_async(self.store.store, r.key, options={"range": {"suffix": r.length}})
+                    self._sizes[r.key] = int(resp.meta["size"])
+                    out[i] = memoryview(await resp.bytes_async())
+                else:
+                    out[i] = await self._get(r)
+            except FileNotFoundError:
+                out[i] = None
             except obs.exceptions.NotSupportedError:
-                await whole(reqs[i].key, [i])
+                await whole(r.key, [i])
 
         async def run() -> None:
             todo = iter(jobs)
@@ -661,6 +690,8 @@ class ArrayReader:
         self.store_dtype = self.dtype
         self._io = io
         self._indexes: OrderedDict[int, np.ndarray] = OrderedDict()
+        #: ``shard -> (lo, hi)``: the bytes inner chunks may occupy, when the shard's size is known
+        self._bounds: dict[int, tuple[int, int]] = {}
         self._analyse()
         if self.mode == "zarr":
             # cut big chunks into row blocks so one window does not fetch a huge block
@@ -773,6 +804,16 @@ class ArrayReader:
             while len(self._indexes) > 1 and len(self._indexes) * index.nbytes > INDEX_CACHE_BYTES:
                 self._indexes.popitem(last=False)
 
+    def note_size(self, shard: int, size: int | None) -> None:
+        """Remember where shard ``shard``'s inner chunks may lie, given its object size (if known)."""
+        if size is None:
+            return
+        lo, hi = (0, size - self.index_nbytes) if self.index_at_end else (self.index_nbytes, size)
+        with self._lock:
+            if len(self._bounds) >= 65536:
+                self._bounds.clear()
+            self._bounds[shard] = (lo, hi)
+
     def decode_index(self, raw: bytes | None, shard: int) -> np.ndarray:
         """Offsets and lengths ``(chunks_per_shard, 2)`` of a shard; all-empty if absent."""
         if raw is None:
@@ -878,6 +919,7 @@ def load_chunks(wanted: Sequence[tuple[ArrayReader, int]], cache: ChunkCache) ->
         raws = io.read_many([it[2] for it in items])
         for (reader, s, _), raw in zip(items, raws):
             idx = reader.decode_index(raw, s)
+            reader.note_size(s, io.take_size(reader.object_key(s)))
             indexes[(reader.uid, s)] = idx  # held for this call even if evicted
             reader.cache_index(s, idx)
 
@@ -902,6 +944,13 @@ def load_chunks(wanted: Sequence[tuple[ArrayReader, int]], cache: ChunkCache) ->
                     continue
                 if off == MAX_UINT_64 or nb == MAX_UINT_64 or nb > 1 << 40:
                     raise ChunkFault(reader, [c], reader.describe_chunk(c), f"bad shard index entry (offset {off}, nbytes {nb})")
+                bounds = reader._bounds.get(s)
+                if bounds is not None and (off < bounds[0] or off + nb > bounds[1]):
+                    raise ChunkFault(
+                        reader, [c], reader.describe_chunk(c),
+                        f"shard index entry (offset {off}, nbytes {nb}) lies outside the shard's chunk data "
+                        f"(bytes {bounds[0]}:{bounds[1]}): the shard is truncated or its index is wrong",
+                    )
                 reqs.append((reader, c, _Req(reader.object_key(s), "range", off, nb)))
         else:
             for c in cs:
@@ -943,5 +992,6 @@ def load_index(reader: ArrayReader, shard: int) -> np.ndarray:
     kind = "suffix" if reader.index_at_end else "range"
     (raw,) = reader._io.read_many([_Req(reader.object_key(shard), kind, 0, reader.index_nbytes)])
     idx = reader.decode_index(raw, shard)
+    reader.note_size(shard, reader._io.take_size(reader.object_key(shard)))
     reader.cache_index(shard, idx)
     return idx
