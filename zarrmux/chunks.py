@@ -608,6 +608,16 @@ def _check_blosc(raw: bytes, expected: int) -> None:
         raise ValueError(f"blosc header says {nbytes} decoded bytes, expected {expected}")
 
 
+def _chunk_crc(codecs: Sequence[Any]) -> tuple[list[Any], bool]:
+    """The codec chain without a trailing ``crc32c`` codec, and whether there was one."""
+    from zarr.codecs import Crc32cCodec
+
+    codecs = list(codecs)
+    if codecs and isinstance(codecs[-1], Crc32cCodec):
+        return codecs[:-1], True
+    return codecs, False
+
+
 def _decoder_for(codecs: Sequence[Any], itemsize: int) -> tuple[str, Callable[[bytes, int], bytes], str] | None:
     """``(name, decode(raw, expected_nbytes) -> bytes, byteorder)`` for a codec chain, or None."""
     from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ZstdCodec
@@ -686,6 +696,8 @@ class ArrayReader:
         self._lock = threading.Lock()  # guards the fill chunk and the index cache
         _FORK_SAFE.add(self)
         self.mode = "zarr"
+        #: chunks end with a crc32c of their encoded bytes (checked before decoding)
+        self.chunk_crc = False
         self.chunk_rows = max(1, int(array.chunks[0]) if array.chunks else max(1, self.shape[0]))
         self.store_dtype = self.dtype
         self._io = io
@@ -730,7 +742,8 @@ class ArrayReader:
             crc = _index_check(sc.index_codecs)
             if crc is None:
                 return
-            dec = _decoder_for(sc.codecs, self.dtype.itemsize)
+            inner_codecs, self.chunk_crc = _chunk_crc(sc.codecs)
+            dec = _decoder_for(inner_codecs, self.dtype.itemsize)
             if dec is None:
                 return
             self.codec, self._decode, order = dec
@@ -744,7 +757,8 @@ class ArrayReader:
             self.index_at_end = loc == "end"
             self.mode = "shard"
         else:
-            dec = _decoder_for(codecs, self.dtype.itemsize)
+            plain_codecs, self.chunk_crc = _chunk_crc(codecs)
+            dec = _decoder_for(plain_codecs, self.dtype.itemsize)
             if dec is None:
                 return
             self.codec, self._decode, order = dec
@@ -840,6 +854,8 @@ class ArrayReader:
         Blosc data is decoded into a buffer from ``cache.take`` (recycled).
         """
         expected = self.chunk_nbytes
+        if self.chunk_crc:
+            raw = _strip_crc(self, raw, c)
         if self.codec == "blosc" and cache is not None:
             try:
                 _check_blosc(raw, expected)
@@ -869,6 +885,20 @@ class ArrayReader:
         a = np.ascontiguousarray(a)
         a.flags.writeable = False
         return a
+
+
+def _strip_crc(reader: "ArrayReader", raw: Any, c: int) -> Any:
+    """``raw`` without its trailing crc32c, after checking it (raises :class:`ChunkFault`)."""
+    import google_crc32c
+
+    if len(raw) < 4:
+        raise ChunkFault(reader, [c], reader.describe_chunk(c), f"chunk of {len(raw)} bytes is too short for its crc32c")
+    body = raw[:-4]
+    computed = struct.pack("<I", google_crc32c.value(body if isinstance(body, bytes) else bytes(body)))
+    stored = bytes(raw[-4:])
+    if stored != computed:
+        raise ChunkFault(reader, [c], reader.describe_chunk(c), f"chunk crc32c mismatch (stored {stored.hex()}, computed {computed.hex()})")
+    return body
 
 
 def load_chunks(wanted: Sequence[tuple[ArrayReader, int]], cache: ChunkCache) -> dict[tuple[int, int], np.ndarray]:

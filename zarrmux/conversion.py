@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -155,12 +156,12 @@ def plan_units(
 _MAX_U64 = np.uint64(2**64 - 1)
 
 
-def _fast_shard_encoder(arr: zarr.Array, trailing: tuple[int, ...]) -> tuple[int, Any] | None:
-    """``(chunk_rows, blosc_or_None)`` if this module can encode the array's shards itself.
+def _fast_shard_encoder(arr: zarr.Array, trailing: tuple[int, ...]) -> tuple[int, Any, bool] | None:
+    """``(chunk_rows, blosc_or_None, chunk_crc)`` if this module can encode the array's shards itself.
 
     zarr-python encodes every inner chunk of a shard as a separate thread task
     (~1 ms per 32 KiB chunk), far slower than blosc; for the layout zarrmux
-    creates (sharding_indexed: bytes(little) [+ blosc] inner codecs, index
+    creates (sharding_indexed: bytes(little) [+ blosc] [+ crc32c] inner codecs, index
     bytes(little) + crc32c at the end, regular grid) the shard object is built
     here with zarr's own blosc codec, byte for byte what the spec prescribes.
     Anything else (e.g. big-endian data) returns ``None``: zarr writes it.
@@ -182,6 +183,9 @@ def _fast_shard_encoder(arr: zarr.Array, trailing: tuple[int, ...]) -> tuple[int
             return None
         if np.dtype(arr.dtype.to_native_dtype() if hasattr(arr.dtype, "to_native_dtype") else arr.dtype).byteorder == ">":
             return None
+        chunk_crc = isinstance(inner[-1], Crc32cCodec)
+        if chunk_crc:
+            inner = inner[:-1]
         blosc = None
         if len(inner) == 2 and isinstance(inner[1], BloscCodec):
             blosc = inner[1]._blosc_codec
@@ -194,13 +198,16 @@ def _fast_shard_encoder(arr: zarr.Array, trailing: tuple[int, ...]) -> tuple[int
             return None
         import google_crc32c  # noqa: F401 - zarr's crc32c codec needs it too
 
-        return int(sc.chunk_shape[0]), blosc
+        return int(sc.chunk_shape[0]), blosc, chunk_crc
     except Exception:  # noqa: BLE001 - any surprise: let zarr do the writing
         return None
 
 
-def _encode_shard(data: np.ndarray, chunk_rows: int, shard_rows: int, blosc: Any) -> bytes:
-    """A ``sharding_indexed`` shard object holding rows ``data`` (from the shard's first row)."""
+def _encode_shard(data: np.ndarray, chunk_rows: int, shard_rows: int, blosc: Any, chunk_crc: bool = False) -> bytes:
+    """A ``sharding_indexed`` shard object holding rows ``data`` (from the shard's first row).
+
+    ``chunk_crc``: each inner chunk ends with the crc32c (little-endian) of its encoded bytes.
+    """
     import google_crc32c
 
     n_chunks = shard_rows // chunk_rows
@@ -214,6 +221,8 @@ def _encode_shard(data: np.ndarray, chunk_rows: int, shard_rows: int, blosc: Any
             pad[: len(block)] = block
             block = pad
         enc = bytes(blosc.encode(np.ascontiguousarray(block))) if blosc is not None else np.ascontiguousarray(block).tobytes()
+        if chunk_crc:
+            enc += struct.pack("<I", google_crc32c.value(enc))
         index[c] = (offset, len(enc))
         parts.append(enc)
         offset += len(enc)
@@ -280,8 +289,8 @@ class _ShardWriter:
                 from zarr.core.buffer import default_buffer_prototype
                 from zarr.core.sync import sync
 
-                chunk_rows, blosc = self.fast
-                data = _encode_shard(self.buf[: self.hi], chunk_rows, self.shard_rows, blosc)
+                chunk_rows, blosc, chunk_crc = self.fast
+                data = _encode_shard(self.buf[: self.hi], chunk_rows, self.shard_rows, blosc, chunk_crc)
                 key = self.arr.metadata.encode_chunk_key((self.buf_start // self.shard_rows,) + (0,) * len(self.trailing))
                 sync((self.arr.store_path / key).set(default_buffer_prototype().buffer.from_bytes(data)))
         self.hi = 0

@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .exceptions import CorpusError
 
@@ -128,13 +128,18 @@ def default_shard_rows(row_bytes: Iterable[int], chunk_rows: Iterable[int]) -> i
 
 
 def make_compressors(codec: str, level: int | None, itemsize: int) -> tuple[Any, ...]:
-    """The compressor chain for ``codec`` in ``{'lz4', 'zstd', 'none'}``."""
+    """The bytes-to-bytes chain for ``codec`` in ``{'lz4', 'zstd', 'none'}``: blosc, then a crc32c.
+
+    The crc32c (4 bytes per inner chunk) lets readers refuse a corrupt chunk
+    instead of decoding garbage; blosc frames carry no checksum of their own.
+    Corpora written before it was added have no crc32c and read as before.
+    """
     if codec not in CODECS:
         raise ValueError(f"codec={codec!r} is not one of {CODECS}")
     if codec == "none":
-        return ()
+        return (Crc32cCodec(),)
     clevel = DEFAULT_LEVEL[codec] if level is None else int(level)
-    return (BloscCodec(cname=codec, clevel=clevel, shuffle="shuffle", typesize=max(1, itemsize)),)
+    return (BloscCodec(cname=codec, clevel=clevel, shuffle="shuffle", typesize=max(1, itemsize)), Crc32cCodec())
 
 
 @dataclass(frozen=True)
