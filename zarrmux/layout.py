@@ -12,7 +12,7 @@ Layout
     corpus.zarr/
       zarr.json            root group; attributes["zarrmux"] = CorpusMeta
       X/                   one array per key, all entries' rows concatenated
-      Y/                   along axis 0 ("row"), sharded, blosc-compressed
+      Y/                   along axis 0 ("row"), sharded, blosc-compressed, a crc32c per inner chunk
       index/               the entry index, one 1-D array per field, dim "entry"
         name  start  rows  source  checksum  fingerprint
 
