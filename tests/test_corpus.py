@@ -379,3 +379,31 @@ def test_truncated_shard_is_a_data_error_not_garbage(tmp_path: Path) -> None:
         np.testing.assert_array_equal(c.read_windows([0], [16], 16)["X"][0], truth["song0"]["X"][16:32])
         with pytest.raises(DataError, match=r"entry 'song0', key 'X', chunk X/c/0/0 \(inner chunk 3.*outside the shard's chunk data"):
             c.read_windows([0], [48], 16)
+
+
+def test_concurrent_cold_reads_share_each_shard_index_read(tmp_path: Path) -> None:
+    """Threads starting together on a slow store read each shard index once and agree on the data."""
+    from collections import Counter
+    from concurrent.futures import ThreadPoolExecutor
+
+    from zarrmux.testing import latency_store
+
+    truth = {f"song{i}": make_entry(200, 4, seed=i) for i in range(2)}
+    write_corpus(tmp_path / "c.zarr", truth, chunk_rows=16, shard_rows=64)
+    c = open_corpus(latency_store(tmp_path / "c.zarr", 0.05))
+    seen: Counter = Counter()
+    for r in c._readers:
+        orig = r.decode_index
+
+        def counting(raw, shard, _orig=orig, _r=r):  # type: ignore[no-untyped-def]
+            seen[(_r.label, shard)] += 1
+            return _orig(raw, shard)
+
+        r.decode_index = counting  # type: ignore[method-assign]
+    starts = [0, 20, 40, 100, 130, 150, 170, 180]
+    with ThreadPoolExecutor(8) as ex:
+        outs = list(ex.map(lambda s: c.read_windows([1], [s], 16), starts))
+    for s, out in zip(starts, outs):
+        np.testing.assert_array_equal(out["X"][0], truth["song1"]["X"][s : s + 16])
+        np.testing.assert_array_equal(out["Y"][0], truth["song1"]["Y"][s : s + 16])
+    assert seen and max(seen.values()) == 1, seen

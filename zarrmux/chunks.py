@@ -79,6 +79,8 @@ _FORK_SAFE: "weakref.WeakSet[Any]" = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     for obj in list(_FORK_SAFE):
         obj._lock = threading.Lock()
+        if hasattr(obj, "_pending"):  # index reads of the parent's threads never finish here
+            obj._pending = {}
 
 
 if hasattr(os, "register_at_fork"):
@@ -704,6 +706,8 @@ class ArrayReader:
         self._indexes: OrderedDict[int, np.ndarray] = OrderedDict()
         #: ``shard -> (lo, hi)``: the bytes inner chunks may occupy, when the shard's size is known
         self._bounds: dict[int, tuple[int, int]] = {}
+        #: ``shard -> Event`` of index reads in progress (see :meth:`claim_index`)
+        self._pending: dict[int, threading.Event] = {}
         self._analyse()
         if self.mode == "zarr":
             # cut big chunks into row blocks so one window does not fetch a huge block
@@ -817,6 +821,23 @@ class ArrayReader:
             self._indexes[shard] = index
             while len(self._indexes) > 1 and len(self._indexes) * index.nbytes > INDEX_CACHE_BYTES:
                 self._indexes.popitem(last=False)
+
+    def claim_index(self, shard: int) -> tuple[threading.Event, bool]:
+        """``(event, True)`` if the caller must read shard ``shard``'s index (then :meth:`release_index`),
+        ``(event, False)`` if another thread is reading it: wait for ``event``."""
+        with self._lock:
+            ev = self._pending.get(shard)
+            if ev is not None:
+                return ev, False
+            ev = self._pending[shard] = threading.Event()
+            return ev, True
+
+    def release_index(self, shard: int) -> None:
+        """The index read claimed with :meth:`claim_index` is over (done or failed): wake the waiters."""
+        with self._lock:
+            ev = self._pending.pop(shard, None)
+        if ev is not None:
+            ev.set()
 
     def note_size(self, shard: int, size: int | None) -> None:
         """Remember where shard ``shard``'s inner chunks may lie, given its object size (if known)."""
@@ -933,25 +954,42 @@ def load_chunks(wanted: Sequence[tuple[ArrayReader, int]], cache: ChunkCache) ->
     if not misses:
         return got
 
-    # round 1: shard indexes not cached yet
+    # round 1: shard indexes not cached yet; an index another thread is reading
+    # right now is waited for, not read again (prefetching threads start together)
     idx_reqs: dict[Any, list[tuple[ArrayReader, int, _Req]]] = defaultdict(list)
+    waits: list[tuple[ArrayReader, int, threading.Event]] = []
     for reader, cs in misses.items():
         if reader.mode != "shard":
             continue
         cps = reader.chunks_per_shard
         for s in {c // cps for c in cs}:
             if reader.cached_index(s) is None:
+                ev, mine = reader.claim_index(s)
+                if not mine:
+                    waits.append((reader, s, ev))
+                    continue
                 okey = reader.object_key(s)
                 kind = "suffix" if reader.index_at_end else "range"
                 idx_reqs[reader._io].append((reader, s, _Req(okey, kind, 0, reader.index_nbytes)))
     indexes: dict[tuple[int, int], np.ndarray] = {}
-    for io, items in idx_reqs.items():
-        raws = io.read_many([it[2] for it in items])
-        for (reader, s, _), raw in zip(items, raws):
-            idx = reader.decode_index(raw, s)
-            reader.note_size(s, io.take_size(reader.object_key(s)))
-            indexes[(reader.uid, s)] = idx  # held for this call even if evicted
-            reader.cache_index(s, idx)
+    try:
+        for io, items in idx_reqs.items():
+            raws = io.read_many([it[2] for it in items])
+            for (reader, s, _), raw in zip(items, raws):
+                idx = reader.decode_index(raw, s)
+                reader.note_size(s, io.take_size(reader.object_key(s)))
+                indexes[(reader.uid, s)] = idx  # held for this call even if evicted
+                reader.cache_index(s, idx)
+    finally:
+        for items in idx_reqs.values():
+            for reader, s, _ in items:
+                reader.release_index(s)
+    for reader, s, ev in waits:
+        ev.wait()
+        idx = reader.cached_index(s)
+        if idx is None:  # the other read failed, or the index was evicted since: read it here
+            idx = load_index(reader, s)
+        indexes[(reader.uid, s)] = idx
 
     # round 2: chunk bytes
     chunk_reqs: dict[Any, list[tuple[ArrayReader, int, _Req]]] = defaultdict(list)
