@@ -38,6 +38,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -83,6 +84,12 @@ def rate(corpus: Any, batches: int, seed: int, **kw: Any) -> float:
     return got / dt
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def median(runs: int, fn: Any) -> float:
     vals = [fn(i) for i in range(runs)]
     return statistics.median(vals)
@@ -112,10 +119,14 @@ def main() -> None:
         store = latency_store(corpus, args.delay)
         results["store prefetch=0"] = median(args.runs, lambda i: rate(store, 32, 100 + i, prefetch=0))
         results["store prefetch (threads, defaults)"] = median(args.runs, lambda i: rate(store, 256, 200 + i))
+        for th in (8, 32):  # the default is 16 threads (zarrmux.sampler.DEFAULT_REMOTE_THREADS)
+            results[f"store prefetch (threads={th})"] = median(args.runs, lambda i: rate(store, 256, 200 + i, threads=th))
         results["delay-fs prefetch=0"] = median(args.runs, lambda i: rate(dfs, 32, 110 + i, prefetch=0))
         results["delay-fs prefetch (threads, defaults)"] = median(args.runs, lambda i: rate(dfs, 256, 210 + i))
         results["http prefetch=0"] = median(args.runs, lambda i: rate(url, 32, 300 + i, prefetch=0))
+        cpu0 = cpu_seconds(server.pid)
         results["http prefetch (threads, defaults)"] = median(args.runs, lambda i: rate(url, 256, 400 + i))
+        server_ms_per_batch = (cpu_seconds(server.pid) - cpu0) / (args.runs * 256) * 1000
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cl, Client(cl) as client:
             client.wait_for_workers(2)
             # -------------------------------------------------------- part 1b: latency, Dask
@@ -137,8 +148,11 @@ def main() -> None:
     for k, v in results.items():
         print(f"  {k:<{w}}  {v:9.0f} windows/s")
     r = results
+    print(f"  http server CPU per batch of {BATCH} windows (threads runs): {server_ms_per_batch:.1f} ms")
     print("ratios:")
     print(f"  store: threads / prefetch=0     = {r['store prefetch (threads, defaults)'] / r['store prefetch=0']:.1f}x (target >= 10)")
+    for th in (8, 32):
+        print(f"  store: threads={th:<2} / default 16  = {r[f'store prefetch (threads={th})'] / r['store prefetch (threads, defaults)']:.2f}x")
     print(f"  delay-fs: threads / prefetch=0  = {r['delay-fs prefetch (threads, defaults)'] / r['delay-fs prefetch=0']:.1f}x (target >= 10)")
     print(f"  delay-fs: Dask / prefetch=0     = {r['delay-fs Dask 2 procs (defaults)'] / r['delay-fs prefetch=0']:.1f}x (target >= 10)")
     print(f"  http:  threads / prefetch=0     = {r['http prefetch (threads, defaults)'] / r['http prefetch=0']:.1f}x (target >= 10; server-bound here)")

@@ -46,7 +46,7 @@ DEFAULT_THREADS = 1
 DEFAULT_REMOTE_PREFETCH = 32
 #: most reading threads by default for a remote store: each waits for its batch's round
 #: trips (2-5 of them), so 16 keep more batches in flight than 2 cores can decode,
-#: and contend less for the GIL than 32 (tools/bench_latency.py: ~15% more windows/s)
+#: and contend less for the GIL than 32 (tools/bench_latency.py prints 8 and 32 against 16)
 DEFAULT_REMOTE_THREADS = 16
 #: batches per Dask task by default (a task costs ~15-25 ms of scheduling; see tools/bench_latency.py)
 DEFAULT_BATCHES_PER_TASK = 16
