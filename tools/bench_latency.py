@@ -16,9 +16,8 @@ stand-ins for an object store:
 * ``http``: a loopback aiohttp server in another process that sleeps
   ``delay`` before each answer (``python -m zarrmux.testing``), read with
   obstore (the default for ``http://`` when installed).  The server runs on
-  the same 2 cores as the reader and costs about 250 us of CPU per request,
-  about 8 ms per batch of 32 windows, so it caps what prefetching can reach
-  here; a real object store's CPU is not the reader's.
+  the same 2 cores as the reader, and its CPU per batch (printed) caps what
+  prefetching can reach here; a real object store's CPU is not the reader's.
 
 For each: ``WindowSampler`` with ``prefetch=0`` (reads in the consumer's
 thread) vs its defaults for a remote store (32 batches ahead, 16 threads),

@@ -376,6 +376,33 @@ def _coalesce(ranges: list[tuple[int, int, int]], gap: int) -> list[tuple[int, i
     return runs
 
 
+async def _bounded(jobs: Sequence[Any], run_one: Callable[[Any], Any], key_of: Callable[[Any], str], store: Any) -> None:
+    """Await ``run_one(job)`` for every job, at most zarr's ``async.concurrency`` at once.
+
+    A fixed pool of worker coroutines takes the jobs in turn (no task and
+    semaphore round per job).  A failure raises :class:`CorpusError` naming
+    the job's object (``key_of(job)``) and the store.
+    """
+    import zarr
+
+    from .exceptions import CorpusError
+
+    limit = max(1, int(zarr.config.get("async.concurrency", 10) or 10))
+    todo = iter(jobs)
+
+    async def worker() -> None:
+        for job in todo:
+            try:
+                await run_one(job)
+            except Exception as exc:
+                raise CorpusError(f"cannot read {key_of(job)!r} from {store}: {type(exc).__name__}: {exc}") from exc
+
+    if len(jobs) == 1:
+        await worker()
+    elif jobs:
+        await asyncio.gather(*(worker() for _ in range(min(limit, len(jobs)))))
+
+
 class _StoreIO:
     """Byte-range reads through the zarr store API, gathered in one event-loop round trip.
 
@@ -425,7 +452,6 @@ class _StoreIO:
         return data
 
     def read_many(self, reqs: Sequence[_Req]) -> list[Any]:
-        import zarr
         from zarr.core.sync import sync
 
         out: list[Any] = [None] * len(reqs)
@@ -440,31 +466,12 @@ class _StoreIO:
         for key, ranges in by_key.items():
             for lo, hi, members in _coalesce(ranges, self.COALESCE_GAP):
                 jobs.append((_Req(key, "range", lo, hi - lo), members))
-        limit = max(1, int(zarr.config.get("async.concurrency", 10) or 10))
+        results: list[Any] = [None] * len(jobs)
 
-        async def gather() -> list[Any]:
-            # ``limit`` workers take the jobs in turn: at most ``limit`` requests at once,
-            # without a task and a semaphore round per request
-            results: list[Any] = [None] * len(jobs)
-            todo = iter(range(len(jobs)))
+        async def fetch(j: int) -> None:
+            results[j] = await self._get(jobs[j][0])
 
-            async def worker() -> None:
-                for j in todo:
-                    r = jobs[j][0]
-                    try:
-                        results[j] = await self._get(r)
-                    except Exception as exc:
-                        from .exceptions import CorpusError
-
-                        raise CorpusError(f"cannot read {r.key!r} from {self.store}: {type(exc).__name__}: {exc}") from exc
-
-            if len(jobs) == 1:
-                await worker()
-            else:
-                await asyncio.gather(*(worker() for _ in range(min(limit, len(jobs)))))
-            return results
-
-        results = sync(gather())
+        sync(_bounded(range(len(jobs)), fetch, lambda j: jobs[j][0].key, self.store))
         for (r, members), data in zip(jobs, results):
             if isinstance(members, int):
                 out[members] = data
@@ -495,7 +502,6 @@ class _ObstoreIO(_StoreIO):
         self._obs = obstore
 
     def read_many(self, reqs: Sequence[_Req]) -> list[Any]:
-        import zarr
         from zarr.core.sync import sync
 
         out: list[Any] = [None] * len(reqs)
@@ -507,7 +513,6 @@ class _ObstoreIO(_StoreIO):
             else:
                 jobs.append(("one", i))
         jobs.extend(("ranges", key) for key in by_key)
-        limit = max(1, int(zarr.config.get("async.concurrency", 10) or 10))
         obs = self._obs
 
         async def ranges(key: str, idxs: list[int]) -> None:
@@ -555,26 +560,12 @@ class _ObstoreIO(_StoreIO):
             except obs.exceptions.NotSupportedError:
                 await whole(r.key, [i])
 
-        async def run() -> None:
-            todo = iter(jobs)
-
-            async def worker() -> None:
-                for kind, what in todo:
-                    key = reqs[what].key if kind == "one" else what
-                    try:
-                        if kind == "one":
-                            await one(what)
-                        else:
-                            await ranges(what, by_key[what])
-                    except Exception as exc:
-                        from .exceptions import CorpusError
-
-                        raise CorpusError(f"cannot read {key!r} from {self.store}: {type(exc).__name__}: {exc}") from exc
-
-            await asyncio.gather(*(worker() for _ in range(min(limit, len(jobs)))))
+        async def fetch(job: tuple[str, Any]) -> None:
+            kind, what = job
+            await (one(what) if kind == "one" else ranges(what, by_key[what]))
 
         if jobs:
-            sync(run())
+            sync(_bounded(jobs, fetch, lambda job: reqs[job[1]].key if job[0] == "one" else job[1], self.store))
         return out
 
 

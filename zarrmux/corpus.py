@@ -24,7 +24,6 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -530,7 +529,6 @@ class Corpus:
                     f"fall outside its {int(rows[i])} rows"
                 )
         readers = self._readers
-        ent_l = ent.tolist()
         plans = []
         needed: set[tuple[int, int]] = set()
         for k in sel:

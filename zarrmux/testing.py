@@ -290,8 +290,8 @@ def run_delay_server(root: str | os.PathLike[str], delay: float = 0.0, port: int
 
     The benchmark's stand-in for an object store (``python -m zarrmux.testing
     ROOT DELAY``): asynchronous, so the delays overlap without a thread per
-    connection, and about 4x cheaper in CPU per request than
-    :func:`serve_directory`, which matters when the server shares the
+    connection, and cheaper in CPU per request than
+    :func:`serve_directory` (``tools/bench_latency.py`` prints its CPU per batch), which matters when the server shares the
     benchmark machine's cores with the reader.
     """
     import asyncio
