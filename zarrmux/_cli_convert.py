@@ -21,6 +21,10 @@ from typing import Any
 
 from .exceptions import ConversionError, CorpusError, SchedulerError
 
+#: the ``--codec auto`` threshold, from zarrmux.layout (not imported: it imports zarr, and
+#: the CLI parser must stay light); tests check the two agree
+AUTO_MIN_SAVING = 0.25
+
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_STORE, EXIT_SKIPPED, EXIT_SCHEDULER = 0, 1, 2, 3, 4, 5, 6
 
 _EPILOG = """exit codes: 0 ok; 1 verify mismatches; 2 usage error; 3 bad input (nothing partial left);
@@ -64,8 +68,13 @@ def register(subparsers: Any) -> None:
                         "'dir' (X/song1.npy), or a regex with named groups 'entry' and 'key'")
     p.add_argument("--chunk-rows", type=_positive, help="rows per inner chunk (default: ~32 KiB of the key)")
     p.add_argument("--shard-rows", type=_positive, help="rows per shard (default: ~32 MiB of the widest key)")
-    p.add_argument("--codec", choices=("lz4", "zstd", "none"), default="lz4", help="blosc codec with byte shuffle (default lz4)")
-    p.add_argument("--level", type=int, help="compression level (default: 5 for lz4, 3 for zstd)")
+    p.add_argument("--codec", choices=("auto", "lz4", "zstd", "none"), default="auto",
+                   help="'auto' (default): per key, measure blosc-lz4 on a sample of the sources (at most 1 MiB "
+                        f"per key, from the start of the first 4 entries) and store the key uncompressed if lz4 saves less than "
+                        f"{AUTO_MIN_SAVING:.0%}% of its bytes (compressed/raw > {1 - AUTO_MIN_SAVING:.2f}), else with lz4; "
+                        "'lz4', 'zstd' (blosc, byte shuffle) or 'none' (uncompressed) force one codec for every key. "
+                        "Appending keeps each key's stored codec (a forced codec must match it)")
+    p.add_argument("--level", type=int, help="compression level of compressed keys (default: 5 for lz4, 3 for zstd)")
     p.add_argument("--workers", type=_positive, help="parallel processes (default: number of cores)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on dask.distributed: tcp://host:8786 or 'local'")
     p.add_argument("--overwrite", action="store_true", help="replace entries whose name exists with different data")
@@ -74,7 +83,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary line")
     p.set_defaults(func=cmd_convert)
 
-    p = subparsers.add_parser("info", help="describe a corpus", description="Print entries, rows, keys, chunking, codec, stored bytes and compression ratio.", epilog=_EPILOG, formatter_class=fmt)
+    p = subparsers.add_parser(
+        "info",
+        help="describe a corpus",
+        description="Print entries, rows, keys, chunking, each key's codec, stored bytes and compression ratio\n"
+                    "(and, for keys whose codec --codec auto chose, the lz4 ratio measured on the sources).",
+        epilog=_EPILOG,
+        formatter_class=fmt,
+    )
     p.add_argument("store", metavar="STORE")
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     p.set_defaults(func=cmd_info)
@@ -132,6 +148,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
         return _fail(exc)
     for e in report.errors:
         print(f"zarrmux: skipped: {e}", file=sys.stderr)
+    if report.lz4_ratios and not args.quiet:
+        chosen = ", ".join(
+            f"{k} {report.codecs.get(k, '?')} (lz4 ratio {r:.2f})" for k, r in report.lz4_ratios.items()
+        )
+        print(f"zarrmux: codec auto chose: {chosen}", file=sys.stderr)
     print(report.summary())
     return EXIT_SKIPPED if report.errors else EXIT_OK
 
@@ -146,17 +167,34 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(d, indent=2))
         return EXIT_OK
-    level = f" level {d['level']}" if d["codec"] != "none" else ""
-    print(f"{d['store']}: {d['entries']} entries, {d['rows']} rows, codec {d['codec']}{level} (blosc, byte shuffle)")
+    print(f"{d['store']}: {d['entries']} entries, {d['rows']} rows, {_codec_line(d)}")
     print(f"  stored {d['stored_bytes'] / 1e6:.2f} MB (index {d['index_bytes'] / 1e6:.2f} MB), decoded {d['decoded_bytes'] / 1e6:.2f} MB, ratio {d['ratio']}")
     for k, v in d["keys"].items():
         shape = "(rows" + "".join(f", {s}" for s in v["trailing_shape"]) + ")"
+        measured = f" (lz4 ratio {v['lz4_ratio']:.2f} measured at conversion)" if v.get("lz4_ratio") is not None else ""
         print(
             f"  {k}: {v['dtype']} {shape}"
             f"  chunk {v['chunk_rows']} rows ({v['chunk_bytes'] / 1024:.0f} KiB), shard {v['shard_rows']} rows"
-            f" ({v['shard_bytes'] / 2**20:.1f} MiB), stored {v['stored_bytes'] / 1e6:.2f} MB, ratio {v['ratio']}"
+            f" ({v['shard_bytes'] / 2**20:.1f} MiB), stored {v['stored_bytes'] / 1e6:.2f} MB, ratio {v['ratio']},"
+            f" codec {_codec_name(v['codec'], v['level'])}{measured}"
         )
     return EXIT_OK
+
+
+def _codec_name(codec: str, level: int | None) -> str:
+    """``'lz4 level 5'``, ``'none'``."""
+    return f"{codec} level {level}" if codec != "none" and level is not None else codec
+
+
+def _codec_line(d: dict[str, Any]) -> str:
+    """The codec part of ``info``'s top line: one codec for the corpus only if every key has it."""
+    per_key = {k: _codec_name(v["codec"], v["level"]) for k, v in d["keys"].items()}
+    names = set(per_key.values())
+    if d["codec"] != "auto" and names == {_codec_name(d["codec"], d["level"])}:
+        return f"codec {per_key.popitem()[1]}" + (" (blosc, byte shuffle)" if d["codec"] != "none" else " (uncompressed)")
+    if len(names) == 1:
+        return f"codec {d['codec']}: {names.pop()} for every key"
+    return f"codec {d['codec']}: " + ", ".join(f"{k} {c}" for k, c in per_key.items())
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -24,6 +24,18 @@ How a conversion runs
    rest absent; data written beyond the last commit is trimmed by the next
    run (or by this one when it stops on an error).
 
+Codec per key
+-------------
+``codec='auto'`` (the default) chooses each key's codec when a corpus is
+created: before anything is written, the coordinator reads a small sample of
+every key (:data:`SAMPLE_BLOCK_BYTES` from the start of each of the first
+:data:`SAMPLE_ENTRIES` entries, at most ``SAMPLE_ENTRIES * SAMPLE_BLOCK_BYTES``
+= 1 MiB per key, through the same streaming readers), measures what
+blosc-lz4 would save (:func:`zarrmux.layout.measure_lz4_ratio`) and stores the
+key uncompressed if that is less than
+:data:`zarrmux.layout.AUTO_MIN_SAVING` (25 %), else with lz4.  Appending
+keeps each key's stored codec.
+
 Memory is bounded by one shard buffer per key per worker (``shard_rows``
 rows of each key, ~32 MiB for the widest key by default) plus one read block.
 """
@@ -37,7 +49,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -62,6 +74,11 @@ EXIT_CODES = {
 }
 #: bytes read per ``readinto`` call (bounds the temporary of deflated members)
 READ_BLOCK_BYTES = 8 << 20
+#: ``codec='auto'``: entries sampled per key (the first ones, in source order)
+SAMPLE_ENTRIES = 4
+#: ``codec='auto'``: the sample of one key is this many bytes per sampled entry
+#: (``SAMPLE_ENTRIES * SAMPLE_BLOCK_BYTES`` in all, split over the entries there are)
+SAMPLE_BLOCK_BYTES = 256 * 1024
 
 
 @dataclass
@@ -81,6 +98,10 @@ class ConversionReport:
     units: int = 0
     workers: int = 1
     total_entries: int = 0  #: committed entries in the corpus afterwards
+    #: the codec of every key of the corpus (``{key: 'lz4' | 'zstd' | 'none'}``)
+    codecs: dict[str, str] = field(default_factory=dict)
+    #: lz4 ratios (raw / compressed) measured by ``codec='auto'`` in this run, per key
+    lz4_ratios: dict[str, float] = field(default_factory=dict)
 
     @property
     def mb_per_s(self) -> float:
@@ -415,6 +436,51 @@ def _check_against(entry: SourceEntry, specs: Mapping[str, layout.KeySpec], ref:
             raise SourceError(m.where, f"key {k!r} has trailing shape {tuple(m.shape[1:])}, {ref} has {tuple(s.trailing_shape)}")
 
 
+def _sample_key(entries: Sequence[SourceEntry], key: str) -> list[np.ndarray]:
+    """The first bytes of ``key`` in the first :data:`SAMPLE_ENTRIES` entries, as flat arrays.
+
+    ``SAMPLE_ENTRIES * SAMPLE_BLOCK_BYTES`` bytes at most, split evenly over
+    the sampled entries, read through :func:`zarrmux.sources.open_reader`
+    (never a whole member).  An entry that cannot be read is left out of the
+    sample; the conversion proper reports it.
+    """
+    first = list(entries[:SAMPLE_ENTRIES])
+    if not first:
+        return []
+    per_entry = SAMPLE_ENTRIES * SAMPLE_BLOCK_BYTES // len(first)
+    out: list[np.ndarray] = []
+    for e in first:
+        m = e.members[key]
+        dt = np.dtype(m.dtype)
+        items = min(m.nbytes, per_entry) // dt.itemsize
+        if items < 1:
+            continue
+        block = np.empty(items, dtype=dt)
+        try:
+            with open_reader(m) as r:
+                r.readinto(memoryview(block).cast("B"))
+        except SourceError:
+            continue
+        out.append(block)
+    return out
+
+
+def _choose_codecs(
+    specs: Mapping[str, layout.KeySpec], entries: Sequence[SourceEntry], codec: str, level: int | None
+) -> dict[str, layout.KeySpec]:
+    """``specs`` with each key's codec set: ``codec`` itself, or for ``'auto'`` the measured choice."""
+    out: dict[str, layout.KeySpec] = {}
+    for k, spec in specs.items():
+        if codec != layout.AUTO:
+            out[k] = replace(spec, codec=codec, lz4_ratio=None)
+            continue
+        ratio = layout.measure_lz4_ratio(_sample_key(entries, k), spec.chunk_rows * spec.row_bytes, level)
+        out[k] = replace(
+            spec, codec=layout.auto_codec(ratio), lz4_ratio=None if ratio is None else round(ratio, 4)
+        )
+    return out
+
+
 class _Progress:
     """Adapts ``progress`` (``None``/``False``, ``True`` for a tqdm bar, or a callable)."""
 
@@ -488,7 +554,7 @@ def convert(
     keys: Sequence[str] | str | None = None,
     chunk_rows: int | None = None,
     shard_rows: int | None = None,
-    codec: str = "lz4",
+    codec: str = "auto",
     level: int | None = None,
     workers: int | None = None,
     scheduler: Any = None,
@@ -517,10 +583,20 @@ def convert(
         multiple of ``chunk_rows``.  Defaults: :func:`zarrmux.layout.default_chunk_rows`
         (~32 KiB chunks) and :func:`~zarrmux.layout.default_shard_rows` (~32 MiB shards).
         Only for a new corpus.
-    codec : {'lz4', 'zstd', 'none'}
-        Blosc codec with byte shuffle (``'none'``: uncompressed).  New corpus only.
+    codec : {'auto', 'lz4', 'zstd', 'none'}
+        ``'auto'`` (default): chosen per key when the corpus is created.
+        blosc-lz4 (level ``level``, byte shuffle) is measured on a sample of
+        the key (at most 1 MiB, from the starts of the first 4 entries:
+        :data:`SAMPLE_ENTRIES`, :data:`SAMPLE_BLOCK_BYTES`); a key it shrinks by less than
+        :data:`zarrmux.layout.AUTO_MIN_SAVING` (25 %: compressed / raw
+        > 0.75) is stored uncompressed, any other with lz4.  The choice and
+        the measured ratio are recorded per key (``zarrmux info`` shows
+        them).  ``'lz4'`` / ``'zstd'`` (blosc with byte shuffle) /
+        ``'none'`` (uncompressed) force one codec for every key.  When
+        appending, ``'auto'`` keeps each key's stored codec, and a forced
+        codec must equal it.
     level : int, optional
-        Compression level (default 5 for lz4, 3 for zstd).
+        Compression level of the compressed keys (default 5 for lz4, 3 for zstd).
     workers : int > 0, optional
         Parallel local processes (default: the number of cores); ``1`` runs in
         this process.  With ``scheduler``: workers of a ``'local'`` cluster.
@@ -562,8 +638,8 @@ def convert(
     dest = os.fspath(dest)
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error={on_error!r} must be 'raise' or 'skip'")
-    if codec not in layout.CODECS:
-        raise ValueError(f"codec={codec!r} is not one of {layout.CODECS}")
+    if codec != layout.AUTO and codec not in layout.CODECS:
+        raise ValueError(f"codec={codec!r} is not one of {(layout.AUTO, *layout.CODECS)}")
     for pname, pval in (("chunk_rows", chunk_rows), ("shard_rows", shard_rows), ("workers", workers), ("unit_rows", unit_rows)):
         if pval is not None and (not isinstance(pval, (int, np.integer)) or pval < 1):
             raise ValueError(f"{pname}={pval!r} must be an integer > 0")
@@ -591,9 +667,22 @@ def convert(
     if meta is not None:
         if keys is not None and set(keys) != set(meta.keys):
             raise CorpusError(f"keys={sorted(keys)} disagree with the corpus {dest} (keys {sorted(meta.keys)})")
-        for pname, pval, have in (("shard_rows", shard_rows, meta.shard_rows), ("codec", codec if codec != "lz4" else None, meta.codec)):
-            if pval is not None and pval != have:
-                raise CorpusError(f"{pname}={pval!r} disagrees with the existing corpus {dest} ({pname}={have!r})")
+        if shard_rows is not None and shard_rows != meta.shard_rows:
+            raise CorpusError(f"shard_rows={shard_rows!r} disagrees with the existing corpus {dest} (shard_rows={meta.shard_rows!r})")
+        if codec != layout.AUTO:  # only a forced codec is compared, key by key
+            for k in sorted(meta.keys):
+                have = meta.key_codec(k)
+                if have != codec:
+                    ratio = meta.keys[k].lz4_ratio
+                    how = (
+                        f"the corpus codec is {meta.codec!r}" if meta.codec != layout.AUTO
+                        else "chosen by codec='auto'" + (f", measured lz4 ratio {ratio:.2f}" if ratio is not None else "")
+                    )
+                    raise CorpusError(
+                        f"codec={codec!r} disagrees with the existing corpus {dest}: key {k!r} is stored with "
+                        f"codec={have!r} ({how}); append with codec='auto' (--codec auto, the default) "
+                        "to keep each key's stored codec"
+                    )
         if chunk_rows is not None and any(s.chunk_rows != chunk_rows for s in meta.keys.values()):
             raise CorpusError(f"chunk_rows={chunk_rows} disagrees with the existing corpus {dest}")
         specs, shard = meta.keys, meta.shard_rows
@@ -643,6 +732,8 @@ def convert(
     created = False
     if todo:
         if root is None:
+            specs = _choose_codecs(specs, todo, codec, level)
+            report.lz4_ratios = {k: s.lz4_ratio for k, s in specs.items() if s.lz4_ratio is not None}
             root = layout.create_corpus(dest, specs, shard_rows=shard, codec=codec, level=level)
             created = True
         meta = layout.read_meta(root)
@@ -651,6 +742,7 @@ def convert(
         report.seconds = time.perf_counter() - t0
         report.total_entries = meta.n_entries if meta else 0
         return report
+    report.codecs = {k: meta.key_codec(k) for k in meta.keys}
 
     stored_before = _stored_bytes(root, list(meta.keys))
     plan = plan_units(todo, meta.rows_allocated, meta.shard_rows, unit_rows=unit_rows)

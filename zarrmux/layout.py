@@ -12,7 +12,8 @@ Layout
     corpus.zarr/
       zarr.json            root group; attributes["zarrmux"] = CorpusMeta
       X/                   one array per key, all entries' rows concatenated
-      Y/                   along axis 0 ("row"), sharded, blosc-compressed, a crc32c per inner chunk
+      Y/                   along axis 0 ("row"), sharded, blosc-compressed or not (per key),
+                           a crc32c per inner chunk
       index/               the entry index, one 1-D array per field, dim "entry"
         name  start  rows  source  checksum  fingerprint
 
@@ -31,6 +32,24 @@ Layout
   key name, dtype string and shape, then the C-order bytes of the data
   (see :func:`entry_hasher`).  ``fingerprint`` is ``"<size>:<mtime_ns>"`` of
   the source file(s), used to skip unchanged sources on a rerun.
+
+Codecs
+------
+Inner chunks are ``bytes`` (little-endian), then blosc (``lz4`` or ``zstd``,
+byte shuffle, ``typesize`` = itemsize) unless the key is stored uncompressed
+(``none``), then a ``crc32c`` (see :func:`make_compressors`).  Each key has
+its own codec, recorded in :attr:`KeySpec.codec`; a key without one (corpora
+written before per-key codecs) uses :attr:`CorpusMeta.codec`.
+
+``codec='auto'`` (the default of :func:`zarrmux.convert`) chooses per key:
+blosc-lz4 is tried on a small sample of the key's source data
+(:func:`measure_lz4_ratio`), and if it saves less than :data:`AUTO_MIN_SAVING` (25 %)
+of the bytes, i.e. compressed / raw > 0.75 (ratio raw / compressed below
+1.33), the key is stored uncompressed: no blosc work to write or read it,
+for bytes lz4 would have cut by under a quarter; otherwise it is stored with
+lz4 (:func:`auto_codec`).
+The measured ratio is kept in :attr:`KeySpec.lz4_ratio` and the corpus
+records ``CorpusMeta.codec == "auto"``.
 
 Commit protocol
 ---------------
@@ -69,6 +88,10 @@ __all__ = [
     "default_chunk_rows",
     "default_shard_rows",
     "make_compressors",
+    "AUTO",
+    "AUTO_MIN_SAVING",
+    "measure_lz4_ratio",
+    "auto_codec",
     "create_corpus",
     "read_meta",
     "write_meta",
@@ -99,6 +122,11 @@ CHUNK_TARGET_BYTES = 32 * 1024
 SHARD_TARGET_BYTES = 32 * 1024 * 1024
 CODECS = ("lz4", "zstd", "none")
 DEFAULT_LEVEL = {"lz4": 5, "zstd": 3, "none": 0}
+#: ``codec='auto'``: choose each key's codec from :data:`CODECS` by measuring lz4 on a sample
+AUTO = "auto"
+#: ``codec='auto'`` stores a key uncompressed when blosc-lz4 saves less than this
+#: fraction of its bytes (compressed / raw > 1 - AUTO_MIN_SAVING), else with lz4
+AUTO_MIN_SAVING = 0.25
 
 
 def _pow2_floor(x: float) -> int:
@@ -127,37 +155,146 @@ def default_shard_rows(row_bytes: Iterable[int], chunk_rows: Iterable[int]) -> i
     return max([rows, *chunk_rows])
 
 
+def _blosc_settings(codec: str, level: int | None, itemsize: int) -> dict[str, Any]:
+    """The blosc parameters of ``codec`` (``'lz4'`` or ``'zstd'``): one definition for writers and :func:`measure_lz4_ratio`."""
+    clevel = DEFAULT_LEVEL[codec] if level is None else int(level)
+    return {"cname": codec, "clevel": clevel, "typesize": max(1, int(itemsize))}
+
+
 def make_compressors(codec: str, level: int | None, itemsize: int) -> tuple[Any, ...]:
     """The bytes-to-bytes chain for ``codec`` in ``{'lz4', 'zstd', 'none'}``: blosc, then a crc32c.
+
+    ``'none'`` gives the crc32c alone: inner chunks are the raw little-endian
+    bytes followed by their checksum.
 
     The crc32c (4 bytes per inner chunk) lets readers refuse a corrupt chunk
     instead of decoding garbage; blosc frames carry no checksum of their own.
     Corpora written before it was added have no crc32c and read as before.
+
+    Parameters
+    ----------
+    codec : {'lz4', 'zstd', 'none'}
+        One key's codec (``'auto'`` is resolved per key before this is called).
+    level : int or None
+        Blosc compression level; ``None``: :data:`DEFAULT_LEVEL` of ``codec``.
+    itemsize : int > 0
+        Bytes per element: blosc's ``typesize`` for the byte shuffle.
     """
     if codec not in CODECS:
         raise ValueError(f"codec={codec!r} is not one of {CODECS}")
     if codec == "none":
         return (Crc32cCodec(),)
-    clevel = DEFAULT_LEVEL[codec] if level is None else int(level)
-    return (BloscCodec(cname=codec, clevel=clevel, shuffle="shuffle", typesize=max(1, itemsize)), Crc32cCodec())
+    return (BloscCodec(shuffle="shuffle", **_blosc_settings(codec, level, itemsize)), Crc32cCodec())
+
+
+def measure_lz4_ratio(samples: Iterable[np.ndarray], chunk_bytes: int, level: int | None = None) -> float | None:
+    """Raw / compressed bytes blosc-lz4 achieves on ``samples``, as :func:`make_compressors` would store them.
+
+    Each sample is encoded in pieces of ``chunk_bytes`` (the key's inner
+    chunk) with the settings of ``make_compressors('lz4', level, itemsize)``:
+    clevel 5 unless ``level`` is given, byte shuffle, ``typesize`` = the
+    samples' itemsize.  The crc32c is left out (it is the same 4 bytes per
+    chunk whatever the codec).
+
+    Parameters
+    ----------
+    samples : iterable of numpy.ndarray
+        Blocks of one key's data (any shape; C-contiguous bytes are used).
+    chunk_bytes : int > 0
+        Decoded bytes of one inner chunk of the key.
+    level : int, optional
+        lz4 level (default :data:`DEFAULT_LEVEL` ``['lz4']``, 5).
+
+    Returns
+    -------
+    float or None
+        ``raw / compressed`` (> 1: lz4 saves bytes), ``None`` if ``samples`` hold no bytes.
+    """
+    from numcodecs import Blosc
+
+    if chunk_bytes < 1:
+        raise ValueError(f"chunk_bytes={chunk_bytes} must be > 0")
+    raw = packed = 0
+    codecs: dict[int, Any] = {}
+    for sample in samples:
+        flat = np.ascontiguousarray(sample).reshape(-1)
+        if not flat.size:
+            continue
+        itemsize = flat.dtype.itemsize
+        blosc = codecs.get(itemsize)
+        if blosc is None:
+            blosc = codecs[itemsize] = Blosc(shuffle=Blosc.SHUFFLE, **_blosc_settings("lz4", level, itemsize))
+        step = max(1, chunk_bytes // itemsize)
+        for i in range(0, flat.size, step):
+            piece = flat[i : i + step]
+            raw += piece.nbytes
+            packed += len(blosc.encode(piece))
+    return raw / packed if raw else None
+
+
+def auto_codec(ratio: float | None) -> str:
+    """The codec ``codec='auto'`` gives a key whose measured lz4 ratio (raw / compressed) is ``ratio``.
+
+    ``'none'`` when lz4 saves less than :data:`AUTO_MIN_SAVING` of the bytes
+    (``1 - 1 / ratio < 0.25``, i.e. ``ratio < 1.33``), else ``'lz4'``;
+    ``'lz4'`` when nothing could be measured (``ratio is None``).
+    """
+    if ratio is None:
+        return "lz4"
+    return "none" if 1.0 - 1.0 / ratio < AUTO_MIN_SAVING else "lz4"
 
 
 @dataclass(frozen=True)
 class KeySpec:
-    """What every entry stores under one key."""
+    """What every entry stores under one key, and how.
+
+    ``codec`` and ``lz4_ratio`` are optional (corpora written before per-key
+    codecs have neither): a key without a codec uses :attr:`CorpusMeta.codec`
+    (see :meth:`CorpusMeta.key_codec`).
+    """
 
     dtype: str  #: numpy dtype string, e.g. ``"<f4"``
     trailing_shape: tuple[int, ...]  #: shape of one row
     chunk_rows: int  #: rows per inner chunk
+    #: the key's codec (one of :data:`CODECS`); ``None``: the corpus codec
+    codec: str | None = None
+    #: raw / compressed bytes of blosc-lz4 on a sample of the sources, measured by
+    #: ``codec='auto'``; ``None`` when not measured (a forced codec)
+    lz4_ratio: float | None = None
 
     @property
     def row_bytes(self) -> int:
         return int(np.dtype(self.dtype).itemsize * int(np.prod(self.trailing_shape, dtype=np.int64)))
 
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form; ``codec`` and ``lz4_ratio`` appear only when set (older readers ignore them)."""
+        d: dict[str, Any] = {"dtype": self.dtype, "trailing_shape": list(self.trailing_shape), "chunk_rows": self.chunk_rows}
+        if self.codec is not None:
+            d["codec"] = self.codec
+        if self.lz4_ratio is not None:
+            d["lz4_ratio"] = float(self.lz4_ratio)
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "KeySpec":
+        ratio = d.get("lz4_ratio")
+        return cls(
+            d["dtype"],
+            tuple(int(s) for s in d["trailing_shape"]),
+            int(d["chunk_rows"]),
+            codec=d.get("codec"),
+            lz4_ratio=None if ratio is None else float(ratio),
+        )
+
 
 @dataclass
 class CorpusMeta:
-    """The root group's ``attributes["zarrmux"]``."""
+    """The root group's ``attributes["zarrmux"]``.
+
+    ``codec`` is the codec the corpus was created with: one of :data:`CODECS`
+    (every key), or ``"auto"`` (chosen per key, recorded in each
+    :attr:`KeySpec.codec`).  ``level`` applies to every compressed key.
+    """
 
     keys: dict[str, KeySpec]
     shard_rows: int
@@ -168,20 +305,26 @@ class CorpusMeta:
     format: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def key_codec(self, key: str) -> str:
+        """The codec ``key`` is stored with: its own, else the corpus codec (older corpora)."""
+        spec = self.keys[key]
+        return spec.codec if spec.codec is not None else self.codec
+
+    def key_level(self, key: str) -> int | None:
+        """The compression level of ``key`` (``None`` for an uncompressed key)."""
+        codec = self.key_codec(key)
+        if codec not in DEFAULT_LEVEL or codec == "none":
+            return None
+        return self.level if self.level is not None else DEFAULT_LEVEL[codec]
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        d["keys"] = {
-            k: {"dtype": v.dtype, "trailing_shape": list(v.trailing_shape), "chunk_rows": v.chunk_rows}
-            for k, v in self.keys.items()
-        }
+        d["keys"] = {k: v.to_json() for k, v in self.keys.items()}
         return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "CorpusMeta":
-        keys = {
-            k: KeySpec(v["dtype"], tuple(int(s) for s in v["trailing_shape"]), int(v["chunk_rows"]))
-            for k, v in d["keys"].items()
-        }
+        keys = {k: KeySpec.from_json(v) for k, v in d["keys"].items()}
         return cls(
             keys=keys,
             shard_rows=int(d["shard_rows"]),
@@ -219,14 +362,37 @@ def create_corpus(
     codec: str = "lz4",
     level: int | None = None,
 ) -> zarr.Group:
-    """Create an empty corpus at ``dest`` (a path or any zarr ``StoreLike``)."""
+    """Create an empty corpus at ``dest`` (a path or any zarr ``StoreLike``).
+
+    Parameters
+    ----------
+    dest : str, os.PathLike or zarr StoreLike
+        Where to create it (replacing anything there).
+    keys : mapping of str to KeySpec
+        The keys; each is stored with its own :attr:`KeySpec.codec`, or with
+        ``codec`` when that is ``None``.
+    shard_rows : int > 0
+        Rows per shard, a multiple of every key's ``chunk_rows``.
+    codec : {'lz4', 'zstd', 'none', 'auto'}
+        Recorded as :attr:`CorpusMeta.codec`.  ``'auto'`` means the codecs
+        were chosen per key (see :func:`auto_codec`): every ``KeySpec`` must
+        then carry its codec.
+    level : int, optional
+        Compression level of every compressed key (default :data:`DEFAULT_LEVEL`).
+    """
     if not keys:
         raise ValueError("a corpus needs at least one key")
+    if codec != AUTO and codec not in CODECS:
+        raise ValueError(f"codec={codec!r} is not one of {(AUTO, *CODECS)}")
     for k, spec in keys.items():
         if shard_rows % spec.chunk_rows:
             raise ValueError(
                 f"shard_rows={shard_rows} must be a multiple of chunk_rows={spec.chunk_rows} (key {k!r})"
             )
+        if spec.codec is None and codec == AUTO:
+            raise ValueError(f"key {k!r} has no codec: with codec='auto' every KeySpec needs its chosen codec")
+        if spec.codec is not None and spec.codec not in CODECS:
+            raise ValueError(f"key {k!r}: codec={spec.codec!r} is not one of {CODECS}")
     meta = CorpusMeta(keys=dict(keys), shard_rows=shard_rows, codec=codec, level=level)
     root = zarr.open_group(dest, mode="w", zarr_format=3, attributes={ATTR_KEY: meta.to_json()})
     for k, spec in keys.items():
@@ -237,7 +403,7 @@ def create_corpus(
             dtype=dt,
             chunks=(spec.chunk_rows, *spec.trailing_shape),
             shards=(shard_rows, *spec.trailing_shape),
-            compressors=make_compressors(codec, level, dt.itemsize),
+            compressors=make_compressors(spec.codec if spec.codec is not None else codec, level, dt.itemsize),
             fill_value=np.zeros((), dtype=dt).item() if dt.kind != "b" else False,
             dimension_names=("row", *[f"{k}_{i}" for i in range(1, 1 + len(spec.trailing_shape))]),
         )

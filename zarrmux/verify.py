@@ -31,10 +31,18 @@ def open_store(store: Any, mode: str = "r") -> zarr.Group:
 
 
 def info(store: Any) -> dict[str, Any]:
-    """A summary of the corpus: entries, rows, keys (dtype, shape, chunking), codec, bytes, ratio.
+    """A summary of the corpus: entries, rows, keys (dtype, shape, chunking, codec), bytes, ratios.
 
     ``stored_bytes`` counts every object under each array (data and index);
-    ``ratio`` is decoded entry bytes / stored data bytes.
+    ``ratio`` is decoded entry bytes / stored data bytes.  Each key has its
+    ``codec`` (``'lz4'``, ``'zstd'`` or ``'none'``), ``level`` (``None`` when
+    uncompressed) and ``lz4_ratio``: the blosc-lz4 ratio (raw / compressed)
+    measured on a sample of the sources when ``codec='auto'`` chose the
+    codec (``None`` when a codec was forced).  The top-level ``codec`` is the
+    corpus codec: one codec for every key, or ``'auto'`` (chosen per key:
+    uncompressed when lz4 saved less than
+    :data:`zarrmux.layout.AUTO_MIN_SAVING` of the bytes); ``codecs`` maps
+    each key to its codec.
     """
     root = open_store(store)
     meta = layout.read_meta(root)
@@ -57,6 +65,9 @@ def info(store: Any) -> dict[str, Any]:
             "decoded_bytes": dec,
             "stored_bytes": stored,
             "ratio": round(dec / stored, 3) if stored else None,
+            "codec": meta.key_codec(k),
+            "level": meta.key_level(k),
+            "lz4_ratio": round(spec.lz4_ratio, 3) if spec.lz4_ratio is not None else None,
         }
         data_stored += stored
         decoded += dec
@@ -69,13 +80,21 @@ def info(store: Any) -> dict[str, Any]:
         "rows_allocated": meta.rows_allocated,
         "shard_rows": meta.shard_rows,
         "codec": meta.codec,
-        "level": meta.level if meta.level is not None else layout.DEFAULT_LEVEL.get(meta.codec),
+        "level": _corpus_level(meta),
+        "codecs": {k: v["codec"] for k, v in keys.items()},
         "keys": keys,
         "decoded_bytes": decoded,
         "stored_bytes": data_stored + index_stored,
         "index_bytes": index_stored,
         "ratio": round(decoded / data_stored, 3) if data_stored else None,
     }
+
+
+def _corpus_level(meta: layout.CorpusMeta) -> int | None:
+    """The level of the corpus codec; for ``'auto'``, that of its compressed keys (``None`` if none is)."""
+    if meta.codec != layout.AUTO:
+        return meta.level if meta.level is not None else layout.DEFAULT_LEVEL.get(meta.codec)
+    return next((lv for lv in (meta.key_level(k) for k in meta.keys) if lv is not None), None)
 
 
 @dataclass(frozen=True)
