@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import zarr
 
-from zarrmux.chunks import MAX_UINT_64, ArrayReader, ChunkCache
+from zarrmux.array_reader import ArrayReader
+from zarrmux.chunk_cache import ChunkCache
+from zarrmux.shard_format import EMPTY as MAX_UINT_64
 from zarrmux.corpus import open_corpus
 from zarrmux.exceptions import CorpusError, DataError
 from zarrmux.testing import make_entry, write_corpus
@@ -61,7 +63,7 @@ def test_zarrmux_arrays_use_the_shard_path(tmp_path: Path) -> None:
     truth = {f"e{i}": make_entry(200 + 50 * i, 3, seed=i) for i in range(3)}
     write_corpus(tmp_path / "c.zarr", truth, chunk_rows=16, shard_rows=64)
     c = open_corpus(tmp_path / "c.zarr")
-    assert all(r.mode == "shard" and r.codec == "blosc" for r in c._readers)
+    assert all(r.mode == "shard" and r.codecs.compressor == "blosc" for r in c._readers)
     assert c._readers[0].chunks_per_shard == 4 and c._readers[0].index_at_end
     _check_all_windows(c, truth, 16, step=5)
 
@@ -71,7 +73,7 @@ def test_codec_none_and_zstd(tmp_path: Path) -> None:
     for codec in ("none", "zstd"):
         write_corpus(tmp_path / f"{codec}.zarr", truth, chunk_rows=16, shard_rows=32, codec=codec)
         c = open_corpus(tmp_path / f"{codec}.zarr")
-        assert {r.codec for r in c._readers} == {"none" if codec == "none" else "blosc"}
+        assert {r.codecs.compressor for r in c._readers} == {"none" if codec == "none" else "blosc"}
         _check_all_windows(c, truth, 9, step=3)
 
 
@@ -270,7 +272,7 @@ def test_not_a_corpus_metadata(tmp_path: Path) -> None:
 
 
 def test_recycled_buffers_never_overwrite_held_chunks(tmp_path: Path) -> None:
-    from zarrmux.chunks import load_chunks
+    from zarrmux.chunk_loader import load_chunks
 
     truth = {f"e{i}": make_entry(512, 4, seed=i) for i in range(4)}
     write_corpus(tmp_path / "r.zarr", truth, chunk_rows=16, shard_rows=64)
@@ -303,7 +305,7 @@ def test_inner_chunk_crc_optional(tmp_path: Path, crc: bool) -> None:
     for k, a in e.items():
         g.create_array(k, shape=a.shape, dtype=a.dtype, chunks=(16, *a.shape[1:]), shards=(64, *a.shape[1:]), compressors=comp)[...] = a
     c = open_corpus(tmp_path / "g.zarr")
-    assert {(r.mode, r.chunk_crc) for r in c._readers} == {("shard", crc)}
+    assert {(r.mode, r.codecs.crc) for r in c._readers} == {("shard", crc)}
     out = c.read_windows([0, 0], [0, 250], 40)
     np.testing.assert_array_equal(out["X"][1], e["X"][250:290])
     np.testing.assert_array_equal(out["Y"][0], e["Y"][:40])

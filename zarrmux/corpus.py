@@ -12,9 +12,12 @@ arrays (*keys*) sharing their leading axis ("rows").  Two kinds of store open:
   such groups is a corpus of entries.  Finding the arrays lists the store
   (or uses consolidated metadata).
 
-All reads go through :meth:`Corpus.read_windows`, which batches the I/O of a
-whole call and serves decoded chunks from a byte-bounded cache shared by the
-corpus's entries and threads (see :mod:`zarrmux.chunks`).
+All reads go through :meth:`Corpus.read_windows`, which plans a whole batch
+at once.  A key stored uncompressed in local files is copied window by
+window straight from the memory-mapped shards into the batch
+(:mod:`zarrmux.exact_windows`); any other key goes through decoded chunks,
+fetched together and kept in a byte-bounded cache shared by the corpus's
+entries and threads (:mod:`zarrmux.chunk_loader`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,11 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 
 from . import layout
-from .chunks import DEFAULT_CACHE_BYTES, ArrayReader, ChunkCache, ChunkFault, load_chunks, make_io
+from . import exact_windows
+from .array_reader import ArrayReader, ChunkFault
+from .byte_io import make_io
+from .chunk_cache import DEFAULT_CACHE_BYTES, ChunkCache
+from .chunk_loader import load_chunks
 from .exceptions import CorpusError, DataError
 
 __all__ = ["open_corpus", "Corpus", "Entry", "LazyArray", "UnknownKeyError", "DEFAULT_CACHE_BYTES"]
@@ -63,7 +70,8 @@ def open_corpus(
         The keys to read (default: every key of the corpus).
     cache_bytes : int >= 0, optional
         Budget of the decoded-chunk cache, default
-        :data:`~zarrmux.chunks.DEFAULT_CACHE_BYTES` (64 MiB).  0 disables it.
+        :data:`~zarrmux.chunk_cache.DEFAULT_CACHE_BYTES` (64 MiB).  0 disables it.
+        Keys read as exact windows (uncompressed, local) do not use it.
     storage_options : dict, optional
         Options of the backend that reads a URL: keyword arguments of
         ``obstore.store.from_url`` (e.g. ``{"config": {...}, "client_options": {...}}``)
@@ -352,15 +360,24 @@ class Corpus:
         self._rows.flags.writeable = False
         self._keys = keys
         self._readers = readers
+        self._uids = [r.uid for r in readers]
         self._rid = rid
         self._off = off
         self._chunk_rows = np.array([r.chunk_rows for r in readers], dtype=np.int64)
         # per key: dtype and trailing shape (all entries must agree to stack windows)
         self._key_spec: dict[str, tuple[np.dtype, tuple[int, ...]] | None] = {}
+        #: per key: the one reader of every entry (a zarrmux corpus), else None
+        self._single: dict[str, ArrayReader | None] = {}
+        #: per key: its exact-window reader, when its one array is stored uncompressed in local files
+        self._exact: dict[str, exact_windows.ExactWindows] = {}
         for k in keys:
             used = set(rid[k].tolist()) or {keys.index(k)}  # an empty zarrmux corpus: reader j is key j
             specs = {(readers[j].dtype, readers[j].trailing) for j in used}
             self._key_spec[k] = specs.pop() if len(specs) == 1 else None
+            single = readers[used.pop()] if len(used) == 1 else None
+            self._single[k] = single
+            if single is not None and exact_windows.supports(single):
+                self._exact[k] = exact_windows.ExactWindows(single)
 
     # ------------------------------------------------------------------ API
     @property
@@ -528,9 +545,28 @@ class Corpus:
                     f"window {i}: rows {int(st[i])}:{int(st[i]) + n} of entry {self._names[e]!r} (position {e}) "
                     f"fall outside its {int(rows[i])} rows"
                 )
+        out: dict[str, np.ndarray] = {}
+        chunked: list[str] = []
+        for k in sel:
+            exact = self._exact.get(k)
+            if exact is not None and exact.enabled:
+                try:
+                    got = exact.read(self._off[k][ent] + st, n)
+                except ChunkFault as fault:
+                    raise self._data_error(fault, sel, ent, st, n) from fault
+                if got is not None:
+                    out[k] = got
+                    continue
+            chunked.append(k)
+        if chunked:
+            self._read_chunked(chunked, ent, st, n, out)
+        return {k: out[k] for k in sel}
+
+    def _read_chunked(self, sel: Sequence[str], ent: np.ndarray, st: np.ndarray, n: int, out: dict[str, np.ndarray]) -> None:
+        """Windows of the keys ``sel`` through decoded chunks (one :func:`load_chunks` call for all of them)."""
         readers = self._readers
         plans = []
-        needed: set[tuple[int, int]] = set()
+        wanted: list[tuple[ArrayReader, int]] = []
         for k in sel:
             rid = self._rid[k][ent]
             g = self._off[k][ent] + st
@@ -538,17 +574,22 @@ class Corpus:
             c0 = g // cr
             c1 = (g + (n - 1)) // cr
             rid_l, g_l, cr_l, c0_l, c1_l = rid.tolist(), g.tolist(), cr.tolist(), c0.tolist(), c1.tolist()
-            for r, a, z in zip(rid_l, c0_l, c1_l):
-                needed.add((r, a))
-                if z != a:
-                    for c in range(a + 1, z + 1):
+            single = self._single[k]
+            if single is not None:  # one array: the chunk numbers say it all
+                spans = [c0] + [np.arange(a + 1, z + 1) for a, z in zip(c0_l, c1_l) if z != a]
+                wanted.extend((single, c) for c in np.unique(np.concatenate(spans)).tolist())
+            else:
+                needed: set[tuple[int, int]] = set()
+                for r, a, z in zip(rid_l, c0_l, c1_l):
+                    for c in range(a, z + 1):
                         needed.add((r, c))
+                wanted.extend((readers[r], c) for r, c in needed)
             plans.append((k, rid_l, g_l, cr_l, c0_l, c1_l))
         try:
-            chunks = load_chunks([(readers[r], c) for r, c in needed], self._cache)
+            chunks = load_chunks(wanted, self._cache)
         except ChunkFault as fault:
             raise self._data_error(fault, sel, ent, st, n) from fault
-        out: dict[str, np.ndarray] = {}
+        B = len(ent)
         for k, rid_l, g_l, cr_l, c0_l, c1_l in plans:
             spec = self._key_spec[k]
             if spec is None:
@@ -559,8 +600,9 @@ class Corpus:
                 spec = (r0.dtype, r0.trailing)
             dtype, trailing = spec
             res = np.empty((B, n, *trailing), dtype=dtype)
+            uids = self._uids
             for b, (r, gb, crb, a, z) in enumerate(zip(rid_l, g_l, cr_l, c0_l, c1_l)):
-                uid = readers[r].uid
+                uid = uids[r]
                 if a == z:
                     lo = gb - a * crb
                     res[b] = chunks[(uid, a)][lo : lo + n]
@@ -572,7 +614,6 @@ class Corpus:
                     hi = end if end < base + crb else base + crb
                     res[b, lo - gb : hi - gb] = chunks[(uid, c)][lo - base : hi - base]
             out[k] = res
-        return out
 
     def _data_error(self, fault: ChunkFault, sel: Sequence[str], ent: np.ndarray, st: np.ndarray, n: int) -> DataError:
         reader = fault.reader

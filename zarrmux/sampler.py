@@ -10,7 +10,7 @@ sequence of windows depends on the seed, rank and world size only, never on
 prefetch depth, threads or cache size.
 
 Memory: decoded chunks held are bounded by the corpus's ``cache_bytes``
-(default 64 MiB, :data:`zarrmux.chunks.DEFAULT_CACHE_BYTES`), plus at most
+(default 64 MiB, :data:`zarrmux.chunk_cache.DEFAULT_CACHE_BYTES`), plus at most
 ``prefetch + 1`` batches (in flight and being consumed) plus the chunks one
 read per thread has in hand.
 """

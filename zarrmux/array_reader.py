@@ -1,0 +1,321 @@
+"""One stored array seen as row chunks: :class:`ArrayReader`, and :class:`ChunkFault`.
+
+zarr-python costs a few hundred microseconds per ``arr[i:j]`` call, so the
+readers bypass it for the arrays they understand and read stored objects
+themselves.  The unit is a *row chunk*: rows ``[c * chunk_rows, (c + 1) *
+chunk_rows)`` with all trailing axes.  An :class:`ArrayReader` knows, from the
+array's metadata, how such a chunk is stored (:attr:`ArrayReader.mode`):
+
+``'shard'``
+    Sharded v3 arrays (what :func:`zarrmux.layout.create_corpus` writes):
+    the shard index of each needed shard is read once (crc32c-checked) and
+    cached; the inner chunks are byte ranges of the shard object.
+``'chunk'``
+    Unsharded v3 arrays with the same codecs: one object per chunk.
+``'zarr'``
+    Anything else (zarr v2 arrays, transposes, chunks that split the
+    trailing axes, unusual codecs): the chunk's rows are read through
+    zarr-python slicing.  Correct, slower.
+
+The byte format (index layout, codecs, crc) is :mod:`zarrmux.shard_format`;
+fetching bytes is :mod:`zarrmux.byte_io`; which chunks a batch needs and
+decoding them is :mod:`zarrmux.chunk_loader`; exact windows of uncompressed
+keys are :mod:`zarrmux.exact_windows`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _forksafe
+from . import shard_format as fmt
+from .byte_io import ByteRequest, make_io
+
+__all__ = ["ArrayReader", "ChunkFault", "INDEX_CACHE_BYTES", "FALLBACK_BLOCK_BYTES"]
+
+#: shard indexes kept per array (16 bytes per inner chunk: 8 MiB index 16 GiB of data at 32 KiB chunks)
+INDEX_CACHE_BYTES = 8 * 1024 * 1024
+#: fallback (zarr-slicing) reads are cut into row blocks of at most this many bytes
+FALLBACK_BLOCK_BYTES = 4 * 1024 * 1024
+
+_uid = itertools.count()
+
+
+class ChunkFault(Exception):
+    """Corrupt or unreadable stored data in one object of one array.
+
+    Attributes
+    ----------
+    reader : ArrayReader
+        The array.
+    chunks : list of int
+        The row chunks that could not be produced.
+    where : str
+        The stored object (store key, and inner chunk when sharded).
+    """
+
+    def __init__(self, reader: "ArrayReader", chunks: Sequence[int], where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}")
+        self.reader = reader
+        self.chunks = list(chunks)
+        self.where = where
+        self.message = message
+
+
+class ArrayReader:
+    """Reads row chunks of one zarr array (see the module docstring for the modes).
+
+    Parameters
+    ----------
+    array : zarr.Array
+        An open array with at least one dimension.
+    label : str
+        How errors name the array (its path in the store).
+    io : object, optional
+        A byte reader from :func:`zarrmux.byte_io.make_io` for the array's
+        store (shared by the arrays of one corpus); made here when omitted.
+    """
+
+    mode: str  #: 'shard', 'chunk' or 'zarr'
+    codecs: fmt.InnerCodecs | None  #: how an inner chunk is stored ('shard' and 'chunk' modes)
+
+    def __init__(self, array: Any, label: str, io: Any = None) -> None:
+        self.array = array
+        self.label = label
+        self.uid = next(_uid)
+        self.shape: tuple[int, ...] = tuple(int(s) for s in array.shape)
+        if not self.shape:
+            raise ValueError(f"array {label!r} is 0-dimensional")
+        self.trailing = self.shape[1:]
+        self.dtype = np.dtype(array.dtype)
+        self.row_bytes = int(self.dtype.itemsize * int(np.prod(self.trailing, dtype=np.int64)))
+        self._fill: np.ndarray | None = None
+        self._lock = threading.Lock()  # guards the fill chunk, the index cache and the pending reads
+        _forksafe.register(self)
+        self.mode = "zarr"
+        self.codecs = None
+        self.chunk_rows = max(1, int(array.chunks[0]) if array.chunks else max(1, self.shape[0]))
+        self.store_dtype = self.dtype
+        self.io = io
+        self._indexes: OrderedDict[int, np.ndarray] = OrderedDict()
+        #: ``shard -> (lo, hi)``: the bytes inner chunks may occupy, when the shard's size is known
+        self._bounds: dict[int, tuple[int, int]] = {}
+        #: ``shard -> Event`` of index reads in progress (see :meth:`claim_index`)
+        self._pending: dict[int, threading.Event] = {}
+        self._analyse()
+        if self.mode == "zarr":
+            # cut big chunks into row blocks so one window does not fetch a huge block
+            cap = max(1, FALLBACK_BLOCK_BYTES // max(1, self.row_bytes))
+            self.chunk_rows = max(1, min(self.chunk_rows, cap))
+        if self.io is None and self.mode != "zarr":
+            self.io = make_io(array.store_path.store)
+
+    # -- analysis of the metadata
+    def _analyse(self) -> None:
+        from zarr.codecs import ShardingCodec
+        from zarr.core.chunk_grids import RegularChunkGrid
+        from zarr.core.metadata.v3 import ArrayV3Metadata
+
+        meta = self.array.metadata
+        if not isinstance(meta, ArrayV3Metadata) or not isinstance(meta.chunk_grid, RegularChunkGrid):
+            return
+        if self.dtype.hasobject or self.dtype.itemsize == 0:
+            return
+        outer = tuple(int(s) for s in meta.chunk_grid.chunk_shape)
+        if outer[1:] != self.trailing:
+            return
+        codecs = list(meta.codecs)
+        base = self.array.store_path.path
+        self._prefix = f"{base}/" if base else ""
+        self._keys: dict[int, str] = {}
+        self._meta = meta
+        self._ndim = len(self.shape)
+        if len(codecs) == 1 and isinstance(codecs[0], ShardingCodec):
+            sc = codecs[0]
+            inner = tuple(int(s) for s in sc.chunk_shape)
+            if inner[1:] != self.trailing or outer[0] % inner[0]:
+                return
+            crc = fmt.index_crc(sc.index_codecs)
+            info = fmt.inner_codecs(sc.codecs)
+            if crc is None or info is None:
+                return
+            self.chunk_rows = inner[0]
+            self.shard_rows = outer[0]
+            self.chunks_per_shard = outer[0] // inner[0]
+            self._index_crc = crc
+            self.index_nbytes = fmt.index_nbytes(self.chunks_per_shard, crc)
+            self.index_at_end = getattr(sc.index_location, "value", sc.index_location) == "end"
+            self.mode = "shard"
+        else:
+            info = fmt.inner_codecs(codecs)
+            if info is None:
+                return
+            self.chunk_rows = outer[0]
+            self.mode = "chunk"
+        self.codecs = info
+        self.store_dtype = self.dtype.newbyteorder(info.byteorder) if self.dtype.itemsize > 1 else self.dtype
+
+    # -- geometry and names
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.shape[0] // self.chunk_rows)
+
+    @property
+    def chunk_nbytes(self) -> int:
+        """Decoded bytes of one row chunk."""
+        return self.chunk_rows * self.row_bytes
+
+    @property
+    def uncompressed(self) -> bool:
+        """Stored chunks are the raw rows (plus a crc32c): exact windows can be read without decoding."""
+        return self.codecs is not None and self.codecs.compressor == "none"
+
+    def object_key(self, outer_index: int) -> str:
+        """The store key of outer chunk (shard) ``outer_index``."""
+        key = self._keys.get(outer_index)
+        if key is None:
+            coords = (outer_index,) + (0,) * (self._ndim - 1)
+            key = self._prefix + self._meta.encode_chunk_key(coords)
+            if len(self._keys) < 65536:
+                self._keys[outer_index] = key
+        return key
+
+    def describe_chunk(self, c: int) -> str:
+        """How errors name row chunk ``c``: store key, inner chunk and rows."""
+        r0, r1 = c * self.chunk_rows, min(self.shape[0], (c + 1) * self.chunk_rows)
+        if self.mode == "shard":
+            s = c // self.chunks_per_shard
+            return f"{self.object_key(s)} (inner chunk {c % self.chunks_per_shard}, rows {r0}:{r1} of {self.label!r})"
+        if self.mode == "chunk":
+            return f"{self.object_key(c)} (rows {r0}:{r1} of {self.label!r})"
+        return f"rows {r0}:{r1} of {self.label!r}"
+
+    def fault(self, c: int, message: str) -> ChunkFault:
+        """A :class:`ChunkFault` for row chunk ``c``."""
+        return ChunkFault(self, [c], self.describe_chunk(c), message)
+
+    def fill_chunk(self) -> np.ndarray:
+        """A read-only chunk of the fill value (shared)."""
+        if self._fill is None:
+            with self._lock:
+                if self._fill is None:
+                    fv = getattr(self.array, "fill_value", None)
+                    a = np.zeros((self.chunk_rows, *self.trailing), dtype=self.store_dtype)
+                    if fv is not None:
+                        a[...] = fv
+                    a.flags.writeable = False
+                    self._fill = a
+        return self._fill
+
+    # -- shard indexes
+    def index_request(self, shard: int) -> ByteRequest:
+        """The byte request of shard ``shard``'s index."""
+        kind = "suffix" if self.index_at_end else "range"
+        return ByteRequest(self.object_key(shard), kind, 0, self.index_nbytes)
+
+    def cached_index(self, shard: int) -> np.ndarray | None:
+        return self._indexes.get(shard)
+
+    def cache_index(self, shard: int, index: np.ndarray) -> None:
+        """Keep a shard index (at most ``INDEX_CACHE_BYTES`` per array, oldest dropped first)."""
+        with self._lock:
+            self._indexes[shard] = index
+            while len(self._indexes) > 1 and len(self._indexes) * index.nbytes > INDEX_CACHE_BYTES:
+                self._indexes.popitem(last=False)
+
+    def claim_index(self, shard: int) -> tuple[threading.Event, bool]:
+        """``(event, True)`` if the caller must read shard ``shard``'s index (then :meth:`release_index`),
+        ``(event, False)`` if another thread is reading it: wait for ``event``."""
+        with self._lock:
+            ev = self._pending.get(shard)
+            if ev is not None:
+                return ev, False
+            ev = self._pending[shard] = threading.Event()
+            return ev, True
+
+    def release_index(self, shard: int) -> None:
+        """The index read claimed with :meth:`claim_index` is over (done or failed): wake the waiters."""
+        with self._lock:
+            ev = self._pending.pop(shard, None)
+        if ev is not None:
+            ev.set()
+
+    def note_size(self, shard: int, size: int | None) -> None:
+        """Remember where shard ``shard``'s inner chunks may lie, given its object size (if known)."""
+        if size is None:
+            return
+        lo, hi = (0, size - self.index_nbytes) if self.index_at_end else (self.index_nbytes, size)
+        with self._lock:
+            if len(self._bounds) >= 65536:
+                self._bounds.clear()
+            self._bounds[shard] = (lo, hi)
+
+    def decode_index(self, raw: Any, shard: int) -> np.ndarray:
+        """Offsets and lengths ``(chunks_per_shard, 2)`` of a shard; all-empty if absent."""
+        try:
+            return fmt.parse_index(raw, self.chunks_per_shard, self._index_crc)
+        except fmt.FormatError as exc:
+            chunks = range(shard * self.chunks_per_shard, (shard + 1) * self.chunks_per_shard)
+            raise ChunkFault(self, chunks, f"{self.object_key(shard)} (shard index of {self.label!r})", str(exc)) from None
+
+    def load_index(self, shard: int) -> np.ndarray:
+        """Read, check and cache the index of one shard."""
+        req = self.index_request(shard)
+        (raw,) = self.io.read_many([req])
+        idx = self.decode_index(raw, shard)
+        self.note_size(shard, self.io.take_size(req.key))
+        self.cache_index(shard, idx)
+        return idx
+
+    def chunk_request(self, index: np.ndarray, c: int) -> ByteRequest | None:
+        """The byte range of row chunk ``c`` given its shard's index; ``None`` for an absent chunk.
+
+        Raises :class:`ChunkFault` for an index entry that cannot be right.
+        """
+        s, i = divmod(c, self.chunks_per_shard)
+        off, nb = index[i].tolist()
+        if off == fmt.EMPTY and nb == fmt.EMPTY:
+            return None
+        if off == fmt.EMPTY or nb == fmt.EMPTY or nb > fmt.MAX_CHUNK_NBYTES:
+            raise self.fault(c, f"bad shard index entry (offset {off}, nbytes {nb})")
+        bounds = self._bounds.get(s)
+        if bounds is not None and (off < bounds[0] or off + nb > bounds[1]):
+            raise self.fault(
+                c,
+                f"shard index entry (offset {off}, nbytes {nb}) lies outside the shard's chunk data "
+                f"(bytes {bounds[0]}:{bounds[1]}): the shard is truncated or its index is wrong",
+            )
+        return ByteRequest(self.object_key(s), "range", off, nb)
+
+    # -- decoding
+    def decode_into(self, raw: Any, c: int, out: np.ndarray) -> np.ndarray:
+        """Check and decode the stored bytes of row chunk ``c`` into ``out`` (uint8); the chunk as rows.
+
+        Raises :class:`ChunkFault` naming the chunk for corrupt bytes.
+        """
+        assert self.codecs is not None
+        try:
+            body = fmt.split_crc(raw) if self.codecs.crc else raw
+            fmt.decode_chunk(self.codecs, body, out)
+        except fmt.FormatError as exc:
+            raise self.fault(c, str(exc)) from None
+        a = out.view(self.store_dtype).reshape(self.chunk_rows, *self.trailing)
+        a.flags.writeable = False
+        return a
+
+    def read_zarr_chunk(self, c: int) -> np.ndarray:
+        """Row chunk ``c`` through zarr-python (the fallback mode)."""
+        r0, r1 = c * self.chunk_rows, min(self.shape[0], (c + 1) * self.chunk_rows)
+        try:
+            a = np.asarray(self.array[r0:r1])
+        except Exception as exc:  # noqa: BLE001 - zarr raises many types for bad data
+            raise self.fault(c, f"zarr cannot read it: {type(exc).__name__}: {exc}") from exc
+        a = np.ascontiguousarray(a)
+        a.flags.writeable = False
+        return a

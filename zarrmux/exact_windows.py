@@ -1,0 +1,234 @@
+"""Exact windows of uncompressed keys, copied straight from memory-mapped shards.
+
+An uncompressed key (inner codecs ``bytes`` [+ ``crc32c``], what ``zarrmux
+convert --codec auto`` picks for float features) stores each inner chunk as
+its raw rows, back to back in chunk order (:func:`zarrmux.shard_format.is_contiguous`).
+So row ``r`` of shard ``s`` lies at a fixed byte offset of the shard file,
+and a window of ``n`` rows is one contiguous run of bytes (two when it
+crosses an inner chunk boundary, since each chunk ends with its crc32c).
+
+:class:`ExactWindows` serves a whole batch of windows of one key with one
+vectorised computation of every row's address in the shard files, mapped
+read-only, and one numpy gather of those rows into the batch array: no
+decode, no cache, no per-window or per-chunk Python.  (The mapped files are
+seen through one array spanning their addresses; only rows of verified
+chunks inside their file's data are ever indexed.)  A shard file is mapped
+with ``MAP_POPULATE`` the first time a window needs it: the kernel reads it
+in one sequential pass outside the GIL, so the disk reads of a cold corpus
+overlap across reading threads, and no page fault is taken per 4 KiB page.
+
+What is checked, and when
+-------------------------
+* When a shard is first mapped: its index (crc32c), that every present inner
+  chunk sits where the contiguous layout puts it, and that the file holds
+  them all (a truncated shard raises).
+* When an inner chunk is first read by this process: its crc32c, over the
+  whole chunk (one 32 KiB copy).  A mismatch raises :class:`ChunkFault`,
+  which the corpus reports as a :class:`~zarrmux.exceptions.DataError` naming
+  entry, key and chunk.  A verified chunk is remembered in a bit set (one bit
+  per inner chunk) and later windows of it are copied without a check.
+* A chunk absent from its shard's index, or a shard that is not laid out
+  contiguously (written by another tool), sends the batch through the
+  general chunk path of :mod:`zarrmux.chunk_loader`.
+
+Memory: the bit set (``n_chunks / 8`` bytes) and at most :data:`MAX_MAPS`
+mapped files per key.  Mapped pages are the page cache's: they count in the
+process's resident size as shared file pages, not as its own (anonymous)
+memory, and the kernel reclaims them like any cached file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import Any
+
+import numpy as np
+
+from . import _forksafe
+from . import shard_format as fmt
+from .array_reader import ArrayReader
+from .byte_io import LocalIO
+
+__all__ = ["ExactWindows", "MAX_MAPS", "supports"]
+
+#: mapped shard files kept per key (32 MiB each by default: 128 GiB of address space, not memory)
+MAX_MAPS = 4096
+
+
+
+def supports(reader: ArrayReader) -> bool:
+    """Whether ``reader``'s array can be read as exact windows: uncompressed, sharded, in local files."""
+    return reader.mode == "shard" and reader.uncompressed and isinstance(reader.io, LocalIO)
+
+
+class _Maps:
+    """One generation of mapped shards: replaced, never emptied, so readers in flight keep theirs."""
+
+    __slots__ = ("base", "limit", "arrays", "present", "view")
+
+    def __init__(self, n_shards: int) -> None:
+        #: address of each mapped shard (0: not mapped)
+        self.base = np.zeros(n_shards, dtype=np.int64)
+        #: end of the chunk data of each mapped shard (byte offset)
+        self.limit = np.zeros(n_shards, dtype=np.int64)
+        self.arrays: dict[int, np.ndarray] = {}  #: shard -> mapped file (keeps the map alive)
+        self.present: dict[int, np.ndarray] = {}  #: shard -> inner chunks present in its index
+        self.view: _View | None = None
+
+
+class _View:
+    """Rows of every mapped shard seen as one array: ``rows[a]`` is the ``row_bytes`` bytes at address ``lo + a``."""
+
+    __slots__ = ("rows", "start", "end", "maps")
+
+    def __init__(self, maps: _Maps, row_bytes: int) -> None:
+        mapped = maps.base > 0
+        lo = int(maps.base[mapped].min())
+        hi = int((maps.base + maps.limit)[mapped].max())
+        span = (ctypes.c_char * (hi - lo)).from_address(lo)
+        flat = np.frombuffer(span, dtype=np.uint8)
+        self.rows = np.lib.stride_tricks.as_strided(flat, shape=(hi - lo - row_bytes + 1, row_bytes), strides=(1, 1))
+        #: per shard: where its chunk data starts and ends in ``rows`` (-1, -1: not mapped)
+        self.start = np.where(mapped, maps.base - lo, -1)
+        self.end = np.where(mapped, maps.base - lo + maps.limit, -1)
+        self.maps = maps  # the mappings outlive the view
+
+
+class ExactWindows:
+    """Reads windows of one uncompressed sharded key (see the module docstring).
+
+    Parameters
+    ----------
+    reader : ArrayReader
+        The key's array; :func:`supports` must hold.
+    """
+
+    def __init__(self, reader: ArrayReader) -> None:
+        if not supports(reader):
+            raise ValueError(f"array {reader.label!r} cannot be read as exact windows")
+        assert reader.codecs is not None
+        self.reader = reader
+        self.io: LocalIO = reader.io
+        self.rows_per_chunk = reader.chunk_rows
+        self.chunks_per_shard = reader.chunks_per_shard
+        self.row_bytes = reader.row_bytes
+        self.crc = reader.codecs.crc
+        self.stride = reader.chunk_nbytes + (fmt.CRC_BYTES if self.crc else 0)
+        self.first = 0 if reader.index_at_end else reader.index_nbytes
+        self.n_shards = max(1, -(-reader.shape[0] // reader.shard_rows))
+        #: one bit per inner chunk: its crc32c has been checked
+        self._verified = np.zeros((reader.n_chunks + 8) // 8, dtype=np.uint8)
+        self._maps = _Maps(self.n_shards)
+        self._lock = threading.Lock()
+        _forksafe.register(self)
+        #: False once a shard turned out not to be contiguous: the key goes through the chunk path
+        self.enabled = True
+
+    # ------------------------------------------------------------------ mapping
+    def _map(self, shards: np.ndarray) -> None:
+        """Map the given shards (checking each index and layout) into the current generation."""
+        r = self.reader
+        for s in shards.tolist():
+            with self._lock:
+                maps = self._maps
+                if maps.base[s]:
+                    continue
+            key = r.object_key(s)
+            arr = self.io.map_file(key)
+            if arr is None:
+                present = np.zeros(self.chunks_per_shard, dtype=bool)
+                base, limit = 0, 0
+            else:
+                size = len(arr)
+                raw = arr[size - r.index_nbytes :] if r.index_at_end else arr[: r.index_nbytes]
+                index = r.decode_index(raw.tobytes() if size >= r.index_nbytes else arr.tobytes(), s)
+                if not fmt.is_contiguous(index, self.stride, self.first):
+                    self.enabled = False
+                    return
+                present = index[:, 1] != fmt.EMPTY
+                limit = size - r.index_nbytes if r.index_at_end else size
+                if present.any():
+                    last = int(np.flatnonzero(present)[-1])
+                    end = self.first + (last + 1) * self.stride
+                    if end > limit:
+                        c = s * self.chunks_per_shard + last
+                        raise r.fault(
+                            c,
+                            f"shard index entry (offset {end - self.stride}, nbytes {self.stride}) lies outside the "
+                            f"shard's chunk data (bytes {self.first}:{limit}): the shard is truncated or its index is wrong",
+                        )
+                base = arr.ctypes.data
+            with self._lock:
+                maps = self._maps
+                if len(maps.arrays) >= MAX_MAPS:
+                    maps = self._maps = _Maps(self.n_shards)
+                if arr is not None:
+                    maps.arrays[s] = arr
+                maps.present[s] = present
+                maps.base[s] = base
+                maps.limit[s] = limit
+                if base:
+                    maps.view = _View(maps, self.row_bytes)
+
+    # ------------------------------------------------------------------ checks
+    def _verify(self, chunks: np.ndarray) -> bool:
+        """Check the crc32c of ``chunks`` (row chunk numbers) and mark them; False if one is absent."""
+        r = self.reader
+        cps, stride = self.chunks_per_shard, self.stride
+        shards = np.unique(chunks // cps)
+        self._map(shards)
+        if not self.enabled:
+            return False
+        maps = self._maps
+        for c in chunks.tolist():
+            s, i = divmod(c, cps)
+            present = maps.present.get(s)
+            if present is None:  # a new generation started meanwhile: map again
+                self._map(np.array([s]))
+                maps = self._maps
+                present = maps.present.get(s)
+            if present is None or not present[i] or not maps.base[s]:
+                return False
+            if self.crc:
+                m, at = maps.arrays[s].base, self.first + i * stride  # the mmap: slices are bytes
+                try:
+                    fmt.check_crc(m[at : at + stride - fmt.CRC_BYTES], m[at + stride - fmt.CRC_BYTES : at + stride])
+                except fmt.FormatError as exc:
+                    raise r.fault(c, str(exc)) from None
+            self._verified[c >> 3] |= np.uint8(1 << (c & 7))
+        return True
+
+    # ------------------------------------------------------------------ reading
+    def read(self, starts: np.ndarray, n: int) -> np.ndarray | None:
+        """Windows ``[starts[b], starts[b] + n)`` (array rows) as ``(len(starts), n, *trailing)``.
+
+        Returns ``None`` when the batch must go through the chunk path
+        (an absent chunk, or a shard not laid out contiguously).  Raises
+        :class:`~zarrmux.array_reader.ChunkFault` for corrupt data.
+        """
+        r = self.reader
+        cr, cps, rb = self.rows_per_chunk, self.chunks_per_shard, self.row_bytes
+        rows = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(n)
+        chunk = rows // cr
+        done = (self._verified[chunk >> 3] >> (chunk & 7).astype(np.uint8)) & 1
+        if not done.all():
+            if not self._verify(np.unique(chunk[done == 0])) or not self.enabled:
+                return None
+        shard = chunk // cps
+        inner = self.first + (chunk - shard * cps) * self.stride + (rows - chunk * cr) * rb
+        for attempt in range(3):
+            view = self._maps.view  # holds this generation's mappings while we read
+            if view is not None and len(view.start) and (view.start[shard] >= 0).all():
+                break
+            self._map(np.unique(shard))  # a new generation started: map again
+            if not self.enabled:
+                return None
+        else:
+            return None  # a shard vanished since it was checked: the chunk path says what is wrong
+        at = view.start[shard] + inner
+        if not (at + rb <= view.end[shard]).all():
+            b = int(np.argmax((at + rb > view.end[shard]).ravel()))
+            raise r.fault(int(chunk.ravel()[b]), "shard object is shorter than its index says")
+        out = view.rows[at.ravel()].view(r.store_dtype).reshape(len(rows), n, *r.trailing)
+        return out if out.dtype == r.dtype else out.astype(r.dtype)
