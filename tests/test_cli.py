@@ -51,7 +51,11 @@ def test_demo_command_converts_and_samples(tmp_path: Path) -> None:
     lines = out.stdout.splitlines()
     assert lines[0].startswith("1. archives: 3 NPZ files")
     assert "converted 3 entries" in lines[1]
-    assert sum("windows/s" in line for line in lines) == 3
+    assert "asked for 5 batches of 32 windows" in lines[2]
+    method_lines = [line for line in lines if "windows/s" in line]
+    assert len(method_lines) == 3
+    assert all(" 160 windows in " in line for line in method_lines)  # 5 batches of 32 delivered by each
+    assert lines[-1].strip().startswith("figures: windows actually delivered per second")
     assert (tmp_path / "corpus.zarr" / "zarr.json").exists()
     assert len(zarrmux.open_corpus(str(tmp_path / "corpus.zarr"))) == 3
 
@@ -66,6 +70,9 @@ def test_run_demo_reports_figures(tmp_path: Path) -> None:
     result = run_demo(tmp_path, archives=2, min_rows=500, max_rows=800, batches=3, batch_size=4, out=lines.append)
     assert result.archives == 2 and result.archive_bytes > 0
     assert len(result.windows_per_s) == 3 and all(v > 0 for v in result.windows_per_s.values())
+    assert result.batches == {name: 3 for name in result.windows_per_s}
+    assert result.windows == {name: 12 for name in result.windows_per_s}
+    assert all(result.windows_per_s[k] == result.windows[k] / result.seconds[k] for k in result.windows)
     assert "converted 2 entries" in result.convert_summary
     # a second run reuses the archives and skips the unchanged entries
     again = run_demo(tmp_path, archives=2, min_rows=500, max_rows=800, batches=3, batch_size=4, out=lines.append)
