@@ -160,6 +160,8 @@ class ArrayReader:
             self.mode = "chunk"
         self.codecs = info
         self.store_dtype = self.dtype.newbyteorder(info.byteorder) if self.dtype.itemsize > 1 else self.dtype
+        #: one bit per row chunk: this process has checked it (see :meth:`check_crc`)
+        self.verified = bytearray(self.n_chunks // 8 + 1)
 
     # -- geometry and names
     @property
@@ -293,16 +295,48 @@ class ArrayReader:
             )
         return ByteRequest(self.object_key(s), "range", off, nb)
 
+    # -- checksums
+    def verified_mask(self, chunks: np.ndarray) -> np.ndarray:
+        """Which of ``chunks`` (an int array) this process has checked (:meth:`check_crc`, :meth:`mark_verified`)."""
+        bits = np.frombuffer(self.verified, dtype=np.uint8)
+        return ((bits[chunks >> 3] >> (chunks & 7).astype(np.uint8)) & 1).astype(bool)
+
+    def mark_verified(self, c: int) -> None:
+        """Remember that chunk ``c`` was checked (a lost race between threads only means checking again)."""
+        self.verified[c >> 3] |= 1 << (c & 7)
+
+    def check_crc(self, raw: Any, c: int) -> Any:
+        """The bytes of stored chunk ``c`` without its crc32c, checked on the chunk's first read by this process.
+
+        The rule of every reader: a chunk's crc32c is checked the first time
+        this process reads the chunk; later reads of it (the same stored
+        bytes, from the page cache or the store) are trusted.  A mismatch
+        raises :class:`ChunkFault` naming the chunk.
+        """
+        if self.codecs is None or not self.codecs.crc:
+            self.mark_verified(c)
+            return raw
+        if len(raw) < fmt.CRC_BYTES:
+            raise self.fault(c, f"chunk of {len(raw)} bytes is too short for its crc32c")
+        body = raw[: len(raw) - fmt.CRC_BYTES]
+        bit = 1 << (c & 7)
+        if not self.verified[c >> 3] & bit:
+            try:
+                fmt.check_crc(body if isinstance(body, bytes) else bytes(body), bytes(raw[len(raw) - fmt.CRC_BYTES :]))
+            except fmt.FormatError as exc:
+                raise self.fault(c, str(exc)) from None
+            self.mark_verified(c)
+        return body
+
     # -- decoding
     def decode_into(self, raw: Any, c: int, out: np.ndarray) -> np.ndarray:
-        """Check and decode the stored bytes of row chunk ``c`` into ``out`` (uint8); the chunk as rows.
+        """Check (:meth:`check_crc`) and decode the stored bytes of row chunk ``c`` into ``out`` (uint8); the chunk as rows.
 
         Raises :class:`ChunkFault` naming the chunk for corrupt bytes.
         """
         assert self.codecs is not None
         try:
-            body = fmt.split_crc(raw) if self.codecs.crc else raw
-            fmt.decode_chunk(self.codecs, body, out)
+            fmt.decode_chunk(self.codecs, self.check_crc(raw, c), out)
         except fmt.FormatError as exc:
             raise self.fault(c, str(exc)) from None
         a = out.view(self.store_dtype).reshape(self.chunk_rows, *self.trailing)

@@ -5,9 +5,9 @@ values (:class:`ByteRequest`: a range, a suffix or a whole object) and hand a
 whole batch of them to one ``read_many`` call, which returns the bytes (or
 ``None`` for an absent object) in the same order:
 
-* :class:`LocalIO` (a ``LocalStore``): ``os.pread``, ranges of one file
-  within ``COALESCE_GAP`` bytes merged into one read; it also memory-maps
-  whole files for :mod:`zarrmux.exact_windows`.
+* :class:`LocalIO` (a ``LocalStore``): slices of memory-mapped files (no
+  system call, no copy per read); it also maps whole files for
+  :mod:`zarrmux.exact_windows`.
 * :class:`StoreIO` (any other zarr store): ``store.get(..., byte_range=...)``
   on zarr's event loop, at most ``async.concurrency`` requests in flight.
 * :class:`ObstoreIO` (a ``zarr.storage.ObjectStore``): one
@@ -43,65 +43,46 @@ class ByteRequest(NamedTuple):
 
 
 class LocalIO:
-    """Byte-range reads of files under a ``LocalStore`` root with ``os.pread``.
+    """Reads of files under a ``LocalStore`` root, served from memory-mapped files.
 
-    Open file descriptors are kept in a small LRU (``max_fds``) shared by
-    threads; a descriptor is closed only when no read is using it.  Reads of
-    one file within ``COALESCE_GAP`` bytes of each other are merged into one
-    ``pread``.
+    A file is mapped whole (:meth:`map_file`) on its first read and kept in
+    an LRU of at most ``max_maps`` files shared by threads; a read returns a
+    ``memoryview`` slice of the mapping, so a batch costs no system call and
+    no copy once its files are mapped.  A slice keeps its mapping alive after
+    the file leaves the LRU.
     """
 
-    COALESCE_GAP = 16 * 1024
-
-    def __init__(self, root: str, max_fds: int = 128) -> None:
+    def __init__(self, root: str, max_maps: int = 512) -> None:
         self.root = root
-        #: object sizes learned by suffix reads, taken once by :func:`load_chunks` (see ``take_size``)
+        #: object sizes learned by suffix reads, taken once by the caller (see ``take_size``)
         self._sizes: dict[str, int] = {}
-        self.max_fds = max_fds
-        self._fds: OrderedDict[str, list[int]] = OrderedDict()  # key -> [fd, users]
+        self.max_maps = max_maps
+        self._maps: OrderedDict[str, memoryview] = OrderedDict()
         self._lock = threading.Lock()
         _forksafe.register(self)
 
-    def _acquire(self, key: str) -> int | None:
+    def _mapped(self, key: str) -> memoryview | None:
         with self._lock:
-            slot = self._fds.get(key)
-            if slot is not None:
-                slot[1] += 1
-                self._fds.move_to_end(key)
-                return slot[0]
-        try:
-            fd = os.open(os.path.join(self.root, *key.split("/")), os.O_RDONLY)
-        except (FileNotFoundError, NotADirectoryError):
+            mv = self._maps.get(key)
+            if mv is not None:
+                self._maps.move_to_end(key)
+                return mv
+        arr = self.map_file(key)
+        if arr is None:
             return None
+        mv = memoryview(arr)
         with self._lock:
-            slot = self._fds.get(key)
-            if slot is not None:  # another thread opened it meanwhile
-                os.close(fd)
-                slot[1] += 1
-                return slot[0]
-            self._fds[key] = [fd, 1]
-            if len(self._fds) > self.max_fds:
-                for k in list(self._fds):
-                    if len(self._fds) <= self.max_fds:
-                        break
-                    if self._fds[k][1] == 0:
-                        os.close(self._fds.pop(k)[0])
-            return fd
-
-    def _release(self, key: str, fd: int) -> None:
-        with self._lock:
-            slot = self._fds.get(key)
-            if slot is not None and slot[0] == fd:
-                slot[1] -= 1
-                if slot[1] == 0 and len(self._fds) > self.max_fds:
-                    os.close(self._fds.pop(key)[0])
+            self._maps[key] = mv
+            while len(self._maps) > self.max_maps:
+                self._maps.popitem(last=False)
+        return mv
 
     def take_size(self, key: str) -> int | None:
         """The size of object ``key`` if a suffix read just learned it (forgotten once taken)."""
         return self._sizes.pop(key, None)
 
     def map_file(self, key: str) -> np.ndarray | None:
-        """The whole file ``key`` memory-mapped read-only, as a uint8 array (``None`` if absent or empty).
+        """The whole file ``key`` memory-mapped read-only, as a uint8 array (``None`` if absent).
 
         The mapping lives as long as the returned array (it holds the map);
         the caller keeps it for as long as it reads through its address.
@@ -115,61 +96,32 @@ class LocalIO:
             with open(os.path.join(self.root, *key.split("/")), "rb") as fh:
                 size = os.fstat(fh.fileno()).st_size
                 if size == 0:
-                    return None
+                    return np.zeros(0, dtype=np.uint8)
                 m = mmap.mmap(fh.fileno(), size, flags=flags, prot=mmap.PROT_READ)
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         return np.frombuffer(m, dtype=np.uint8)
 
     def close(self) -> None:
         with self._lock:
-            for k in [k for k, v in self._fds.items() if v[1] == 0]:
-                os.close(self._fds.pop(k)[0])
-
-    def __del__(self) -> None:
-        try:
-            for fd, _ in self._fds.values():
-                os.close(fd)
-        except Exception:
-            pass
+            self._maps.clear()
 
     def read_many(self, reqs: Sequence[ByteRequest]) -> list[Any]:
         out: list[Any] = [None] * len(reqs)
-        by_key: dict[str, list[int]] = defaultdict(list)
+        maps: dict[str, memoryview | None] = {}
         for i, r in enumerate(reqs):
-            by_key[r.key].append(i)
-        gap = self.COALESCE_GAP
-        for key, idxs in by_key.items():
-            fd = self._acquire(key)
-            if fd is None:
+            mv = maps.get(r.key, False)
+            if mv is False:
+                mv = maps[r.key] = self._mapped(r.key)
+            if mv is None:
                 continue
-            try:
-                ranges = []
-                size = -1
-                for i in idxs:
-                    r = reqs[i]
-                    if r.kind == "range":
-                        ranges.append((r.start, r.length, i))
-                        continue
-                    if size < 0:
-                        size = os.fstat(fd).st_size
-                    if r.kind == "suffix":
-                        start = max(0, size - r.length)
-                        out[i] = os.pread(fd, size - start, start)
-                        self._sizes[key] = size
-                    else:
-                        out[i] = os.pread(fd, size, 0)
-                if not ranges:
-                    continue
-                for lo, hi, members in coalesce(ranges, gap):
-                    if len(members) == 1:
-                        out[members[0][2]] = os.pread(fd, hi - lo, lo)
-                    else:
-                        buf = memoryview(os.pread(fd, hi - lo, lo))
-                        for a, b, i in members:
-                            out[i] = buf[a - lo : a - lo + b]
-            finally:
-                self._release(key, fd)
+            if r.kind == "range":
+                out[i] = mv[r.start : r.start + r.length]
+            elif r.kind == "suffix":
+                out[i] = mv[max(0, len(mv) - r.length) :]
+                self._sizes[r.key] = len(mv)
+            else:
+                out[i] = mv
         return out
 
 

@@ -8,8 +8,10 @@ three rounds, whatever their number:
 2. one ``read_many`` call per byte reader for the shard indexes not cached
    yet (an index another thread is reading right now is waited for, not read
    again), then one for the chunks' bytes;
-3. decoding, split between the calling thread and a small pool of threads
-   sized to the cores: blosc runs outside the GIL, so decodes overlap.
+3. decoding: blosc runs outside the GIL, so the reading threads of a
+   sampler decode in parallel.  (A separate pool splitting one batch's
+   decodes over two threads measured slower on a 2-core machine, so there
+   is none.)
 
 Memory held: the cache's budget plus the chunks of the calls in flight.
 Corrupt data raises :class:`~zarrmux.array_reader.ChunkFault`.
@@ -17,11 +19,9 @@ Corrupt data raises :class:`~zarrmux.array_reader.ChunkFault`.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -30,29 +30,7 @@ from .array_reader import ArrayReader
 from .byte_io import ByteRequest
 from .chunk_cache import ChunkCache
 
-__all__ = ["load_chunks", "PARALLEL_DECODE_MIN"]
-
-#: fewer chunk decodes than this in one call run in the calling thread (a hand-off costs ~30 us)
-PARALLEL_DECODE_MIN = 8
-
-_pool: ThreadPoolExecutor | None = None
-_pool_pid = -1
-_pool_lock = threading.Lock()
-
-
-def _decode_pool() -> ThreadPoolExecutor | None:
-    """The shared decode threads of this process (``cores - 1`` of them; ``None`` on one core)."""
-    global _pool, _pool_pid
-    workers = (os.cpu_count() or 1) - 1
-    if workers < 1:
-        return None
-    if _pool is None or _pool_pid != os.getpid():  # a forked child has none of the parent's threads
-        with _pool_lock:
-            if _pool is None or _pool_pid != os.getpid():
-                _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="zarrmux-decode")
-                _pool_pid = os.getpid()
-    return _pool
-
+__all__ = ["load_chunks", "fetch_stored"]
 
 def load_chunks(wanted: Sequence[tuple[ArrayReader, int]], cache: ChunkCache) -> dict[tuple[int, int], np.ndarray]:
     """Decoded row chunks ``{(reader.uid, c): array}`` for every ``(reader, c)`` in ``wanted``.
@@ -75,34 +53,55 @@ def load_chunks(wanted: Sequence[tuple[ArrayReader, int]], cache: ChunkCache) ->
             a = reader.read_zarr_chunk(c)
             cache.put_many([((reader.uid, c), a)])
             got[(reader.uid, c)] = a
-    if not misses:
-        return got
-
-    indexes = _load_indexes(misses)
-    requests: dict[Any, list[tuple[ArrayReader, int, ByteRequest]]] = defaultdict(list)
-    for reader, cs in misses.items():
-        reqs = requests[reader.io]
-        if reader.mode == "shard":
-            cps, uid = reader.chunks_per_shard, reader.uid
-            for c in cs:
-                s = c // cps
-                idx = indexes.get((uid, s))
-                if idx is None:  # evicted by another thread meanwhile: read it again
-                    idx = indexes[(uid, s)] = reader.cached_index(s)
-                    if idx is None:
-                        idx = indexes[(uid, s)] = reader.load_index(s)
-                req = reader.chunk_request(idx, c)
-                if req is None:
-                    got[(uid, c)] = reader.fill_chunk()
-                else:
-                    reqs.append((reader, c, req))
+    items = [(reader, c) for reader, cs in misses.items() for c in cs]
+    raws = fetch_stored(items)
+    todo = []
+    for (reader, c), raw in zip(items, raws):
+        if raw is None:
+            got[(reader.uid, c)] = reader.fill_chunk()
         else:
-            reqs.extend((reader, c, ByteRequest(reader.object_key(c), "full")) for c in cs)
-    for io, items in requests.items():
-        if items:
-            raws = io.read_many([it[2] for it in items])
-            _decode_all(items, raws, got, cache)
+            todo.append((reader, c, raw))
+    if todo:
+        _decode_all(todo, got, cache)
     return got
+
+
+def fetch_stored(items: Sequence[tuple[ArrayReader, int]]) -> list[Any]:
+    """The stored bytes of every row chunk ``(reader, c)`` of ``items``, in order; ``None`` for an absent chunk.
+
+    Readers must be in 'shard' or 'chunk' mode.  One round of shard-index
+    reads (for indexes not cached), then one ``read_many`` per byte reader.
+    Raises :class:`~zarrmux.array_reader.ChunkFault` for a bad index entry,
+    a truncated range, or a shard that vanished after its index was read.
+    """
+    by_reader: dict[ArrayReader, list[int]] = {}
+    for reader, c in items:
+        by_reader.setdefault(reader, []).append(c)
+    indexes = _load_indexes(by_reader)
+    out: list[Any] = [None] * len(items)
+    requests: dict[Any, list[tuple[int, ArrayReader, int, ByteRequest]]] = defaultdict(list)
+    for j, (reader, c) in enumerate(items):
+        if reader.mode == "shard":
+            s = c // reader.chunks_per_shard
+            idx = indexes.get((reader.uid, s))
+            if idx is None:  # evicted by another thread meanwhile: read it again
+                idx = indexes[(reader.uid, s)] = reader.cached_index(s)
+                if idx is None:
+                    idx = indexes[(reader.uid, s)] = reader.load_index(s)
+            req = reader.chunk_request(idx, c)
+            if req is not None:
+                requests[reader.io].append((j, reader, c, req))
+        else:
+            requests[reader.io].append((j, reader, c, ByteRequest(reader.object_key(c), "full")))
+    for io, reqs in requests.items():
+        for (j, reader, c, req), raw in zip(reqs, io.read_many([r[3] for r in reqs])):
+            if raw is None:
+                if reader.mode == "shard":
+                    raise reader.fault(c, "shard object disappeared after its index was read")
+            elif req.kind == "range" and len(raw) != req.length:
+                raise reader.fault(c, f"truncated: read {len(raw)} of {req.length} bytes at offset {req.start}")
+            out[j] = raw
+    return out
 
 
 def _load_indexes(misses: dict[ArrayReader, list[int]]) -> dict[tuple[int, int], np.ndarray]:
@@ -142,36 +141,8 @@ def _load_indexes(misses: dict[ArrayReader, list[int]]) -> dict[tuple[int, int],
     return indexes
 
 
-def _decode_some(
-    items: Sequence[tuple[ArrayReader, int, ByteRequest]], raws: Sequence[Any], cache: ChunkCache, got: dict
-) -> list[tuple[tuple[int, int], np.ndarray]]:
-    """Decode ``items``; absent chunks of unsharded arrays go to ``got`` as fill, decoded ones are returned."""
-    out = []
-    for (reader, c, req), raw in zip(items, raws):
-        if raw is None:
-            if reader.mode == "shard":
-                raise reader.fault(c, "shard object disappeared after its index was read")
-            got[(reader.uid, c)] = reader.fill_chunk()
-            continue
-        if req.kind == "range" and len(raw) != req.length:
-            raise reader.fault(c, f"truncated: read {len(raw)} of {req.length} bytes at offset {req.start}")
-        out.append(((reader.uid, c), reader.decode_into(raw, c, cache.take(reader.chunk_nbytes))))
-    return out
-
-
-def _decode_all(items: Sequence[tuple[ArrayReader, int, ByteRequest]], raws: Sequence[Any], got: dict, cache: ChunkCache) -> None:
-    """Decode ``items`` into ``got`` (and the cache): half in a pool thread when there are many."""
-    pool = _decode_pool() if len(items) >= PARALLEL_DECODE_MIN else None
-    if pool is None:
-        parts = [_decode_some(items, raws, cache, got)]
-    else:
-        half = len(items) // 2
-        future = pool.submit(_decode_some, items[half:], raws[half:], cache, got)
-        try:
-            mine = _decode_some(items[:half], raws[:half], cache, got)
-        finally:
-            theirs = future.result()  # waits even if ours failed: its buffers must not be in use
-        parts = [mine, theirs]
-    for part in parts:
-        got.update(part)
-        cache.put_many(part)
+def _decode_all(items: Sequence[tuple[ArrayReader, int, Any]], got: dict, cache: ChunkCache) -> None:
+    """Decode ``(reader, c, raw)`` items into ``got`` and the cache."""
+    part = [((reader.uid, c), reader.decode_into(raw, c, cache.take(reader.chunk_nbytes))) for reader, c, raw in items]
+    got.update(part)
+    cache.put_many(part)

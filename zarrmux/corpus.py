@@ -36,6 +36,7 @@ from . import layout
 from . import exact_windows
 from .array_reader import ArrayReader, ChunkFault
 from .byte_io import make_io
+from .chunk_arena import ChunkArena, slots_for
 from .chunk_cache import DEFAULT_CACHE_BYTES, ChunkCache
 from .chunk_loader import load_chunks
 from .exceptions import CorpusError, DataError
@@ -378,6 +379,20 @@ class Corpus:
             self._single[k] = single
             if single is not None and exact_windows.supports(single):
                 self._exact[k] = exact_windows.ExactWindows(single)
+        #: per key read through decoded chunks with one array: its arena; the budget goes to the
+        #: smallest keys first (labels fit whole), the rest shared by the others
+        self._arena: dict[str, ChunkArena] = {}
+        arena_keys = sorted(
+            (k for k in keys if self._single[k] is not None and k not in self._exact),
+            key=lambda k: self._single[k].n_chunks * self._single[k].chunk_nbytes,  # type: ignore[union-attr]
+        )
+        budget = self._cache_bytes
+        for i, k in enumerate(arena_keys):
+            reader = self._single[k]
+            assert reader is not None
+            n_slots = slots_for(budget // (len(arena_keys) - i), reader)
+            self._arena[k] = ChunkArena(reader, n_slots)
+            budget = max(0, budget - n_slots * reader.chunk_nbytes)
 
     # ------------------------------------------------------------------ API
     @property
@@ -460,6 +475,7 @@ class Corpus:
                 except Exception:
                     pass
                 self._readers = []
+                self._arena, self._exact = {}, {}
             self._loaded = False
             self._closed = True
 
@@ -549,9 +565,10 @@ class Corpus:
         chunked: list[str] = []
         for k in sel:
             exact = self._exact.get(k)
-            if exact is not None and exact.enabled:
+            reader_of_key = exact if exact is not None and exact.enabled else self._arena.get(k)
+            if reader_of_key is not None:
                 try:
-                    got = exact.read(self._off[k][ent] + st, n)
+                    got = reader_of_key.read(self._off[k][ent] + st, n)
                 except ChunkFault as fault:
                     raise self._data_error(fault, sel, ent, st, n) from fault
                 if got is not None:

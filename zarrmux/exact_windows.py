@@ -23,15 +23,16 @@ What is checked, and when
   chunk sits where the contiguous layout puts it, and that the file holds
   them all (a truncated shard raises).
 * When an inner chunk is first read by this process: its crc32c, over the
-  whole chunk (one 32 KiB copy).  A mismatch raises :class:`ChunkFault`,
-  which the corpus reports as a :class:`~zarrmux.exceptions.DataError` naming
-  entry, key and chunk.  A verified chunk is remembered in a bit set (one bit
-  per inner chunk) and later windows of it are copied without a check.
+  whole chunk (:meth:`~zarrmux.array_reader.ArrayReader.check_crc`, the rule
+  every reader follows).  A mismatch raises :class:`ChunkFault`, which the
+  corpus reports as a :class:`~zarrmux.exceptions.DataError` naming entry,
+  key and chunk.  A checked chunk is remembered in the reader's bit set (one
+  bit per inner chunk) and later windows of it are copied without a check.
 * A chunk absent from its shard's index, or a shard that is not laid out
   contiguously (written by another tool), sends the batch through the
   general chunk path of :mod:`zarrmux.chunk_loader`.
 
-Memory: the bit set (``n_chunks / 8`` bytes) and at most :data:`MAX_MAPS`
+Memory: the reader's bit set (``n_chunks / 8`` bytes) and at most :data:`MAX_MAPS`
 mapped files per key.  Mapped pages are the page cache's: they count in the
 process's resident size as shared file pages, not as its own (anonymous)
 memory, and the kernel reclaims them like any cached file.
@@ -41,7 +42,6 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from typing import Any
 
 import numpy as np
 
@@ -117,8 +117,6 @@ class ExactWindows:
         self.stride = reader.chunk_nbytes + (fmt.CRC_BYTES if self.crc else 0)
         self.first = 0 if reader.index_at_end else reader.index_nbytes
         self.n_shards = max(1, -(-reader.shape[0] // reader.shard_rows))
-        #: one bit per inner chunk: its crc32c has been checked
-        self._verified = np.zeros((reader.n_chunks + 8) // 8, dtype=np.uint8)
         self._maps = _Maps(self.n_shards)
         self._lock = threading.Lock()
         _forksafe.register(self)
@@ -191,12 +189,10 @@ class ExactWindows:
             if present is None or not present[i] or not maps.base[s]:
                 return False
             if self.crc:
-                m, at = maps.arrays[s].base, self.first + i * stride  # the mmap: slices are bytes
-                try:
-                    fmt.check_crc(m[at : at + stride - fmt.CRC_BYTES], m[at + stride - fmt.CRC_BYTES : at + stride])
-                except fmt.FormatError as exc:
-                    raise r.fault(c, str(exc)) from None
-            self._verified[c >> 3] |= np.uint8(1 << (c & 7))
+                at = self.first + i * stride
+                r.check_crc(maps.arrays[s].base[at : at + stride], c)  # the mmap: a slice is bytes
+            else:
+                r.mark_verified(c)  # present where the layout says: nothing more to check
         return True
 
     # ------------------------------------------------------------------ reading
@@ -211,9 +207,9 @@ class ExactWindows:
         cr, cps, rb = self.rows_per_chunk, self.chunks_per_shard, self.row_bytes
         rows = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(n)
         chunk = rows // cr
-        done = (self._verified[chunk >> 3] >> (chunk & 7).astype(np.uint8)) & 1
+        done = r.verified_mask(chunk)
         if not done.all():
-            if not self._verify(np.unique(chunk[done == 0])) or not self.enabled:
+            if not self._verify(np.unique(chunk[~done])) or not self.enabled:
                 return None
         shard = chunk // cps
         inner = self.first + (chunk - shard * cps) * self.stride + (rows - chunk * cr) * rb

@@ -1,0 +1,189 @@
+"""Decoded chunks of one array in one block of memory, and windows gathered from it.
+
+A :class:`ChunkArena` holds the decoded row chunks of one array (one key of a
+zarrmux corpus) in ``n_slots`` fixed-size slots of a single preallocated
+array, slots reused in ring order (first in, first out).  Which chunk sits in which slot
+is kept in numpy tables, so serving a batch is vectorised end to end:
+
+1. the chunks the batch's windows touch are looked up in the table at once;
+2. the missing ones are fetched together (:func:`zarrmux.chunk_loader.fetch_stored`)
+   and decoded straight into their slots, outside the GIL (blosc), so the
+   sampler's reading threads decode in parallel;
+3. every window row is then one row of the arena: one numpy fancy index
+   copies the whole batch out.
+
+The only per-chunk Python is the decode call of a miss; a hit costs nothing
+per chunk.  Slots a batch uses are pinned until its rows are copied, so
+threads can share an arena: a slot is never reused under a reader, and a
+chunk being decoded by one thread is waited for, not decoded twice.
+
+Memory: the arena (``n_slots * chunk_nbytes``, decided by the corpus's
+``cache_bytes``) plus one int32 per row chunk of the array for the table.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from . import _forksafe
+from .array_reader import ArrayReader
+from .chunk_loader import fetch_stored
+
+__all__ = ["ChunkArena", "slots_for"]
+
+
+#: slots of an arena whatever the budget (a batch of 32 windows touches up to ~40 chunks of a key)
+MIN_SLOTS = 128
+
+
+def slots_for(budget: int, reader: ArrayReader) -> int:
+    """Slots for an arena of ``reader`` within ``budget`` bytes: at least :data:`MIN_SLOTS`, at most every chunk."""
+    want = max(int(budget) // max(1, reader.chunk_nbytes), MIN_SLOTS)
+    return max(1, min(want, reader.n_chunks))
+
+
+class ChunkArena:
+    """The decoded chunks of one array (see the module docstring).
+
+    Parameters
+    ----------
+    reader : ArrayReader
+        The array (any mode).
+    n_slots : int > 0
+        Chunks held.  A batch needing more chunks than this is refused.
+    """
+
+    def __init__(self, reader: ArrayReader, n_slots: int) -> None:
+        self.reader = reader
+        self.n_slots = int(n_slots)
+        self.rows_per_chunk = reader.chunk_rows
+        # np.empty: a slot's pages are touched when a chunk is first decoded into it
+        self.memory = np.empty((self.n_slots, reader.chunk_nbytes), dtype=np.uint8)
+        self._rows = self.memory.reshape(self.n_slots * reader.chunk_rows, reader.row_bytes)
+        self._slot_of = np.zeros(reader.n_chunks, dtype=np.int32)  #: chunk -> slot + 1 (0: not held)
+        self._chunk_in = np.full(self.n_slots, -1, dtype=np.int64)  #: slot -> chunk (-1: free)
+        self._pins = np.zeros(self.n_slots, dtype=np.int32)  #: slot -> batches reading it now
+        self._ready = np.zeros(self.n_slots, dtype=bool)  #: slot holds its decoded chunk
+        self._hand = 0  #: the next slot to reuse (slots are reused in ring order, skipping pinned ones)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        _forksafe.register(self)
+        self.hits = 0
+        self.misses = 0
+
+    # ------------------------------------------------------------------ slots
+    def _claim(self, chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pin slots for the distinct ``chunks``: ``(slots, mine)``, ``mine`` marking the slots this call must fill."""
+        k = len(chunks)
+        with self._changed:
+            while True:
+                slots = self._slot_of[chunks] - 1
+                held = slots >= 0
+                need = k - int(held.sum())
+                self._pins[slots[held]] += 1  # our hits first, so they are not taken for our misses
+                if not need:
+                    break
+                free = self._victims(need)
+                if free is not None:
+                    break
+                self._pins[slots[held]] -= 1
+                self._changed.wait()  # other threads hold the slots: wait for one to finish
+            mine = ~held
+            if need:
+                old = self._chunk_in[free]
+                self._slot_of[old[old >= 0]] = 0
+                new = chunks[mine]
+                self._chunk_in[free] = new
+                self._slot_of[new] = free + 1
+                self._ready[free] = False
+                self._pins[free] += 1
+                slots[mine] = free
+                self.misses += need
+            self.hits += k - need
+        return slots, mine
+
+    def _victims(self, need: int) -> np.ndarray | None:
+        """``need`` unpinned slots, the next ones in ring order (first in, first out); None if too few."""
+        n = self.n_slots
+        ahead = (self._hand + np.arange(min(n, 2 * need + 256))) % n  # pinned slots are few
+        free = ahead[self._pins[ahead] == 0][:need]
+        if len(free) < need:
+            free = np.flatnonzero(self._pins == 0)[:need]
+            if len(free) < need:
+                return None
+        self._hand = (int(free[-1]) + 1) % n
+        return free
+
+    def _release(self, slots: np.ndarray) -> None:
+        with self._changed:
+            self._pins[slots] -= 1
+            self._changed.notify_all()
+
+    def _fill(self, chunks: np.ndarray, slots: np.ndarray) -> None:
+        """Fetch and decode ``chunks`` into ``slots`` (claimed by this call); on failure free them and re-raise."""
+        r = self.reader
+        try:
+            if r.mode == "zarr":
+                for c, s in zip(chunks.tolist(), slots.tolist()):
+                    a = r.read_zarr_chunk(c)  # the last chunk may be short
+                    self._rows[s * r.chunk_rows : s * r.chunk_rows + len(a)] = a.reshape(len(a), -1).view(np.uint8)
+            else:
+                raws = fetch_stored([(r, c) for c in chunks.tolist()])
+                self._decode(list(zip(chunks.tolist(), slots.tolist(), raws)))
+        except BaseException:
+            with self._changed:
+                self._slot_of[chunks] = 0
+                self._chunk_in[slots] = -1
+                self._ready[slots] = True  # waiters wake, find the chunk gone and load it themselves
+                self._changed.notify_all()
+            raise
+        with self._changed:
+            self._ready[slots] = True
+            self._changed.notify_all()
+
+    def _decode(self, jobs: list[tuple[int, int, Any]]) -> None:
+        r = self.reader
+        for c, s, raw in jobs:
+            if raw is None:
+                self.memory[s] = r.fill_chunk().reshape(-1).view(np.uint8)
+            else:
+                r.decode_into(raw, c, self.memory[s])
+
+    # ------------------------------------------------------------------ reading
+    def read(self, starts: np.ndarray, n: int) -> np.ndarray | None:
+        """Windows ``[starts[b], starts[b] + n)`` (array rows) as ``(len(starts), n, *trailing)``.
+
+        ``None`` if the batch needs more than half the slots (the caller
+        reads it another way).  Raises :class:`~zarrmux.array_reader.ChunkFault`
+        for corrupt data.
+        """
+        r = self.reader
+        cr = self.rows_per_chunk
+        g = np.asarray(starts, dtype=np.int64)
+        rows = g[:, None] + np.arange(n)
+        chunk = rows // cr
+        # the distinct chunks: a window of at most cr + 1 rows spans its first and last chunk only
+        chunks = np.unique(np.concatenate((g // cr, (g + n - 1) // cr)) if n <= cr + 1 else chunk)
+        if 2 * len(chunks) > self.n_slots:
+            return None
+        while True:
+            slots, mine = self._claim(chunks)
+            try:
+                if mine.any():
+                    self._fill(chunks[mine], slots[mine])
+                if not self._ready[slots].all():
+                    with self._changed:
+                        while not self._ready[slots].all():
+                            self._changed.wait()
+                if (self._chunk_in[slots] == chunks).all():  # pinned: the table cannot change under us
+                    at = (self._slot_of[chunk] - 1) * cr + (rows - chunk * cr)
+                    out = self._rows[at.ravel()]
+                    break
+                # another thread's load of one of our chunks failed: load it ourselves (and raise its error)
+            finally:
+                self._release(slots)
+        out = out.view(r.store_dtype).reshape(len(rows), n, *r.trailing)
+        return out if out.dtype == r.dtype else out.astype(r.dtype)
