@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,17 @@ def _infinite(path: str, **kw: Any) -> WindowSampler:
     return _sampler(path, max_iter=10**9, prefetch=4, threads=2, **kw)
 
 
+def _ahead(it: Any) -> None:
+    """Take batches like a slow consumer until the local sampler reads ahead in threads."""
+    before = _our_threads()
+    for _ in range(20):
+        next(it)
+        if _our_threads() - before:
+            return
+        time.sleep(0.02)  # a training step: the adaptive prefetch starts its threads
+    raise AssertionError("the sampler never read ahead for a slow consumer")
+
+
 def test_threads_stop_when_iteration_ends(data: Any) -> None:
     path, _ = data
     before = _our_threads()
@@ -210,8 +222,28 @@ def test_threads_stop_when_iteration_ends(data: Any) -> None:
     seen_running = False
     for _ in s:
         seen_running = seen_running or len(_our_threads() - before) == 3
+        time.sleep(0.005)  # a consumer with work between batches: prefetch runs ahead
     assert seen_running
     assert _our_threads() == before
+
+
+def test_prefetch_runs_ahead_only_for_a_slow_consumer(data: Any) -> None:
+    """Local reads: a consumer that takes batches at once gets them read in its own thread (no hand-off);
+    one that works between batches gets them read ahead; the batches are the same."""
+    path, _ = data
+    ref = [b["X"] for b in _sampler(path, prefetch=0)]
+    fast = _sampler(path, prefetch=4, threads=2)
+    got_fast = [b["X"] for b in fast]
+    assert fast.prefetch_stats is not None and fast.prefetch_stats.batches_ahead == 0
+    slow = _sampler(path, prefetch=4, threads=2)
+    got_slow = []
+    for b in slow:
+        got_slow.append(b["X"])
+        time.sleep(0.005)
+    assert slow.prefetch_stats is not None and slow.prefetch_stats.batches_ahead > len(ref) // 2
+    for a, b, c in zip(ref, got_fast, got_slow, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
 
 
 def test_threads_stop_on_close_generator_close_gc_and_interrupt(data: Any) -> None:
@@ -220,35 +252,35 @@ def test_threads_stop_on_close_generator_close_gc_and_interrupt(data: Any) -> No
     # close()
     s = _infinite(path)
     it = iter(s)
-    next(it)
+    _ahead(it)
     assert _our_threads() - before
     s.close()
     assert _our_threads() == before
     # generator.close()
     s = _infinite(path)
     it = iter(s)
-    next(it)
+    _ahead(it)
     it.close()
     assert _our_threads() == before
     # the generator is garbage-collected
     s = _infinite(path)
     it = iter(s)
-    next(it)
+    _ahead(it)
     del it
     gc.collect()
     assert _our_threads() == before
     # a new iteration stops the previous one
     s = _infinite(path)
     it1 = iter(s)
-    next(it1)
+    _ahead(it1)
     it2 = iter(s)
-    next(it2)
+    _ahead(it2)
     assert len(_our_threads() - before) == 2
     s.close()
     # KeyboardInterrupt raised in the generator (where the consumer waits for a batch)
     s = _infinite(path)
     it = iter(s)
-    next(it)
+    _ahead(it)
     with pytest.raises(KeyboardInterrupt):
         it.throw(KeyboardInterrupt)
     assert _our_threads() == before

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -54,6 +55,8 @@ __all__ = ["ExactWindows", "MAX_MAPS", "supports"]
 
 #: mapped shard files kept per key (32 MiB each by default: 128 GiB of address space, not memory)
 MAX_MAPS = 4096
+#: shard files a batch maps at once (their disk reads overlap)
+MAP_THREADS = 4
 
 
 
@@ -125,15 +128,23 @@ class ExactWindows:
 
     # ------------------------------------------------------------------ mapping
     def _map(self, shards: np.ndarray) -> None:
-        """Map the given shards (checking each index and layout) into the current generation."""
+        """Map the given shards (checking each index and layout) into the current generation.
+
+        Several shards are mapped concurrently: mapping reads a cold file
+        outside the GIL, so their disk reads overlap.
+        """
         r = self.reader
-        for s in shards.tolist():
-            with self._lock:
-                maps = self._maps
-                if maps.base[s]:
-                    continue
-            key = r.object_key(s)
-            arr = self.io.map_file(key)
+        with self._lock:
+            todo = [s for s in shards.tolist() if not self._maps.base[s]]
+        if not todo:
+            return
+        keys = [r.object_key(s) for s in todo]
+        if len(todo) > 1:
+            with ThreadPoolExecutor(max_workers=min(MAP_THREADS, len(todo)), thread_name_prefix="zarrmux-map") as pool:
+                arrays = list(pool.map(self.io.map_file, keys))
+        else:
+            arrays = [self.io.map_file(keys[0])]
+        for s, arr in zip(todo, arrays):
             if arr is None:
                 present = np.zeros(self.chunks_per_shard, dtype=bool)
                 base, limit = 0, 0

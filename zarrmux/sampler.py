@@ -25,6 +25,7 @@ import numpy as np
 
 from .exceptions import PescadorError
 from .plan import Block, WindowPlan
+from .adaptive import AdaptiveStats, adaptive_map
 from .prefetch import prefetch_map
 
 __all__ = [
@@ -40,8 +41,8 @@ __all__ = [
 
 #: batches read ahead by default (Dask: tasks in flight)
 DEFAULT_PREFETCH = 4
-#: reading threads by default (see ``threads`` in :class:`WindowSampler`)
-DEFAULT_THREADS = 1
+#: reading threads by default for a local corpus, when prefetch runs ahead (see ``threads``)
+DEFAULT_THREADS = 2
 #: batches read ahead by default for a remote (high-latency) store
 DEFAULT_REMOTE_PREFETCH = 32
 #: most reading threads by default for a remote store: each waits for its batch's round
@@ -209,6 +210,9 @@ class WindowSampler:
         self.n = n
         self.batch_size = batch_size
         remote = scheduler is None and _is_remote(getattr(corpus, "path", ""))
+        self._remote = remote
+        #: timings and decisions of the adaptive prefetch of the last iteration (local corpora)
+        self.prefetch_stats: AdaptiveStats | None = None
         if prefetch is None:
             prefetch = DEFAULT_REMOTE_PREFETCH if remote else DEFAULT_PREFETCH
         self.prefetch = prefetch
@@ -315,8 +319,14 @@ class WindowSampler:
                 batch = reader(blk)
                 self._state = blk.state_after
                 yield batch
-        else:
+        elif self._remote:  # reads wait for the network: always run ahead, many at a time
             for blk, batch in prefetch_map(reader, blocks, depth=self.prefetch, threads=self.threads, name="zarrmux-sampler"):
+                self._state = blk.state_after
+                yield batch
+        else:  # local reads are mostly CPU: run ahead only when the consumer or the disk leaves time for it
+            self.prefetch_stats = AdaptiveStats()
+            ahead = adaptive_map(reader, blocks, depth=self.prefetch, threads=self.threads, name="zarrmux-sampler", stats=self.prefetch_stats)
+            for blk, batch in ahead:
                 self._state = blk.state_after
                 yield batch
         # every planned batch was consumed: the cursor may have moved on past a

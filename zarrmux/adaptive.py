@@ -1,0 +1,159 @@
+"""Prefetch that only runs ahead when it pays: :func:`adaptive_map`.
+
+Reading a batch of a local corpus is CPU work that mostly holds the GIL.  A
+background thread then overlaps it with the consumer's work only if the
+consumer *has* work between batches that releases the GIL (a training step
+in PyTorch or NumPy), or if the reads wait for the disk; with a consumer that
+takes batches as fast as they come, the hand-off between threads is pure
+overhead (measured here: a background reader thread delivered about 0.8x of
+the same reads done in the consumer's thread).
+
+:func:`adaptive_map` yields ``(task, fn(task))`` in task order, like
+:func:`zarrmux.prefetch.prefetch_map`, and decides as it goes, from moving
+averages of timings per batch:
+
+* ``read``: wall time of ``fn(task)``;
+* ``wait``: the part of it not spent on the reading thread's CPU
+  (``wall - thread_time``);
+* ``consume``: time the consumer spends between taking a batch and asking
+  for the next one.
+
+It reads ahead in ``threads`` background threads (``depth`` batches ahead)
+while ``consume`` is more than half of ``read``, and in the consumer's
+thread once it falls below a quarter of it (the gap avoids flapping).
+``wait`` is reported, not used: in a background thread, waiting for the GIL
+looks the same as waiting for the disk.  (Cold local reads overlap anyway:
+:mod:`zarrmux.exact_windows` maps the shards a batch needs concurrently.)  It starts in the consumer's thread.  Switching never reorders:
+batches already submitted are taken first.  So the results, and their order,
+are the same whatever it decides.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from .exceptions import PescadorError
+from .prefetch import ThreadPool
+
+__all__ = ["adaptive_map", "AdaptiveStats"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: weight of the newest timing in the moving averages
+_ALPHA = 0.2
+#: run ahead above this share of the read time, come back below the lower one
+_AHEAD, _BACK = 0.5, 0.25
+
+
+class AdaptiveStats:
+    """What :func:`adaptive_map` measured and decided (moving averages in seconds)."""
+
+    def __init__(self) -> None:
+        self.read = 0.0  #: wall time of one read
+        self.wait = 0.0  #: of which not on the reading thread's CPU
+        self.consume = 0.0  #: consumer's time between batches
+        self.ahead = False  #: reading ahead in background threads now
+        self.switches = 0  #: times it changed its mind
+        self.batches_ahead = 0  #: results read by background threads
+        self.batches_inline = 0  #: results read in the consumer's thread
+
+    def update(self, read: float, wait: float) -> None:
+        a = _ALPHA
+        self.read += a * (read - self.read)
+        self.wait += a * (wait - self.wait)
+
+    def decide(self) -> bool:
+        """Whether to read ahead from now on."""
+        if not self.read:
+            return self.ahead
+        want = self.consume / self.read
+        ahead = want > _AHEAD if not self.ahead else want >= _BACK
+        if ahead != self.ahead:
+            self.switches += 1
+            self.ahead = ahead
+        return ahead
+
+
+def _timed(fn: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, float, float]]:
+    def run(task: Any) -> tuple[Any, float, float]:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        result = fn(task)
+        wall = time.perf_counter() - t0
+        return result, wall, max(0.0, wall - (time.thread_time() - c0))
+
+    return run
+
+
+def adaptive_map(
+    fn: Callable[[T], R],
+    tasks: Iterable[T],
+    *,
+    depth: int,
+    threads: int = 1,
+    name: str = "zarrmux-prefetch",
+    stats: AdaptiveStats | None = None,
+) -> Iterator[tuple[T, R]]:
+    """Yield ``(task, fn(task))`` in task order, read ahead only when it pays (see the module docstring).
+
+    Parameters
+    ----------
+    fn : callable
+        Must be thread-safe.
+    tasks : iterable
+        Advanced in the consumer's thread only.
+    depth : int > 0
+        Tasks submitted ahead while reading ahead.
+    threads : int > 0
+        Background threads (at most ``depth`` are useful).
+    stats : AdaptiveStats, optional
+        Receives the timings and decisions, for inspection.
+    """
+    if depth < 1:
+        raise PescadorError(f"depth={depth!r} must be >= 1")
+    return _adaptive(fn, iter(tasks), depth, max(1, min(threads, depth)), name, stats or AdaptiveStats())
+
+
+def _adaptive(fn: Callable[[T], R], it: Iterator[T], depth: int, threads: int, name: str, st: AdaptiveStats) -> Iterator[tuple[T, R]]:
+    run = _timed(fn)
+    pool: ThreadPool | None = None
+    pending: collections.deque[tuple[T, Future]] = collections.deque()
+    handed = 0.0  # when the consumer got its last batch
+    try:
+        while True:
+            if handed:
+                st.consume += _ALPHA * (time.perf_counter() - handed - st.consume)
+            ahead = st.decide()
+            if ahead:
+                if pool is None:
+                    pool = ThreadPool(run, threads, name)
+                for task in itertools.islice(it, depth - len(pending)):
+                    pending.append((task, pool.submit(task)))
+            if pending:
+                task, fut = pending.popleft()
+                (result, wall, wait) = fut.result()
+                del fut
+                st.batches_ahead += 1
+            else:
+                nxt = next(it, _END)
+                if nxt is _END:
+                    return
+                task = nxt  # type: ignore[assignment]
+                (result, wall, wait) = run(task)
+                st.batches_inline += 1
+            st.update(wall, wait)
+            handed = time.perf_counter()
+            yield task, result
+            del task, result
+    finally:
+        if pool is not None:
+            pool.shutdown([f for _, f in pending])
+        pending.clear()
+
+
+_END: Any = object()
