@@ -305,6 +305,11 @@ class ArrayReader:
         """Remember that chunk ``c`` was checked (a lost race between threads only means checking again)."""
         self.verified[c >> 3] |= 1 << (c & 7)
 
+    def mark_verified_many(self, chunks: np.ndarray) -> None:
+        """:meth:`mark_verified` for an int array of chunks."""
+        bits = np.frombuffer(self.verified, dtype=np.uint8)
+        np.bitwise_or.at(bits, chunks >> 3, (1 << (chunks & 7)).astype(np.uint8))
+
     def check_crc(self, raw: Any, c: int) -> Any:
         """The bytes of stored chunk ``c`` without its crc32c, checked on the chunk's first read by this process.
 
@@ -322,7 +327,7 @@ class ArrayReader:
         bit = 1 << (c & 7)
         if not self.verified[c >> 3] & bit:
             try:
-                fmt.check_crc(body if isinstance(body, bytes) else bytes(body), bytes(raw[len(raw) - fmt.CRC_BYTES :]))
+                fmt.check_crc(body, bytes(raw[len(raw) - fmt.CRC_BYTES :]))
             except fmt.FormatError as exc:
                 raise self.fault(c, str(exc)) from None
             self.mark_verified(c)

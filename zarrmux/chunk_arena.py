@@ -68,6 +68,10 @@ class ChunkArena:
         self._pins = np.zeros(self.n_slots, dtype=np.int32)  #: slot -> batches reading it now
         self._ready = np.zeros(self.n_slots, dtype=bool)  #: slot holds its decoded chunk
         self._hand = 0  #: the next slot to reuse (slots are reused in ring order, skipping pinned ones)
+        #: every chunk has its own slot (slot c holds chunk c, nothing is ever evicted): once a
+        #: batch's chunks are loaded, reading it is one fancy index, with no claim at all
+        self.resident = self.n_slots == reader.n_chunks
+        self._loaded = np.zeros(self.n_slots if self.resident else 0, dtype=bool)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         _forksafe.register(self)
@@ -86,7 +90,7 @@ class ChunkArena:
                 self._pins[slots[held]] += 1  # our hits first, so they are not taken for our misses
                 if not need:
                     break
-                free = self._victims(need)
+                free = chunks[~held] if self.resident else self._victims(need)
                 if free is not None:
                     break
                 self._pins[slots[held]] -= 1
@@ -142,6 +146,8 @@ class ChunkArena:
             raise
         with self._changed:
             self._ready[slots] = True
+            if self.resident:
+                self._loaded[slots] = True
             self._changed.notify_all()
 
     def _decode(self, jobs: list[tuple[int, int, Any]]) -> None:
@@ -164,10 +170,15 @@ class ChunkArena:
         cr = self.rows_per_chunk
         g = np.asarray(starts, dtype=np.int64)
         rows = g[:, None] + np.arange(n)
+        # a window of at most cr + 1 rows lies in its first and last chunk
+        ends = np.concatenate((g // cr, (g + n - 1) // cr)) if n <= cr + 1 else (rows // cr).ravel()
+        if self.resident and self._loaded[ends].all():
+            out = self._rows[rows.ravel()]  # slot c holds chunk c: arena row = array row
+            out = out.view(r.store_dtype).reshape(len(rows), n, *r.trailing)
+            return out if out.dtype == r.dtype else out.astype(r.dtype)
         chunk = rows // cr
-        # the distinct chunks: a window of at most cr + 1 rows spans its first and last chunk only
-        chunks = np.unique(np.concatenate((g // cr, (g + n - 1) // cr)) if n <= cr + 1 else chunk)
-        if 2 * len(chunks) > self.n_slots:
+        chunks = np.unique(ends)
+        if 2 * len(chunks) > self.n_slots and not self.resident:
             return None
         while True:
             slots, mine = self._claim(chunks)

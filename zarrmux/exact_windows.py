@@ -83,9 +83,9 @@ class _Maps:
 class _View:
     """Rows of every mapped shard seen as one array: ``rows[a]`` is the ``row_bytes`` bytes at address ``lo + a``."""
 
-    __slots__ = ("rows", "start", "end", "maps")
+    __slots__ = ("rows", "start", "end", "shift", "maps")
 
-    def __init__(self, maps: _Maps, row_bytes: int) -> None:
+    def __init__(self, maps: _Maps, row_bytes: int, first: int, shard_stride: int) -> None:
         mapped = maps.base > 0
         lo = int(maps.base[mapped].min())
         hi = int((maps.base + maps.limit)[mapped].max())
@@ -95,6 +95,10 @@ class _View:
         #: per shard: where its chunk data starts and ends in ``rows`` (-1, -1: not mapped)
         self.start = np.where(mapped, maps.base - lo, -1)
         self.end = np.where(mapped, maps.base - lo + maps.limit, -1)
+        #: per shard: add ``row * row_bytes + (row // chunk_rows) * crc_bytes`` (array rows) to get
+        #: the row's place in ``rows`` (chunks are ``stride`` bytes apart, so shard ``s`` starts
+        #: ``s * shard_stride`` bytes into this virtual layout)
+        self.shift = self.start + first - np.arange(len(self.start), dtype=np.int64) * shard_stride
         self.maps = maps  # the mappings outlive the view
 
 
@@ -125,6 +129,13 @@ class ExactWindows:
         _forksafe.register(self)
         #: False once a shard turned out not to be contiguous: the key goes through the chunk path
         self.enabled = True
+        self._arange = np.arange(0, dtype=np.int64)
+
+    def _steps(self, n: int) -> np.ndarray:
+        steps = self._arange
+        if len(steps) != n:
+            steps = self._arange = np.arange(n, dtype=np.int64)
+        return steps
 
     # ------------------------------------------------------------------ mapping
     def _map(self, shards: np.ndarray) -> None:
@@ -133,41 +144,22 @@ class ExactWindows:
         Several shards are mapped concurrently: mapping reads a cold file
         outside the GIL, so their disk reads overlap.
         """
-        r = self.reader
         with self._lock:
             todo = [s for s in shards.tolist() if not self._maps.base[s]]
         if not todo:
             return
-        keys = [r.object_key(s) for s in todo]
         if len(todo) > 1:
             with ThreadPoolExecutor(max_workers=min(MAP_THREADS, len(todo)), thread_name_prefix="zarrmux-map") as pool:
-                arrays = list(pool.map(self.io.map_file, keys))
+                loaded = list(pool.map(self._load, todo))
         else:
-            arrays = [self.io.map_file(keys[0])]
-        for s, arr in zip(todo, arrays):
-            if arr is None:
-                present = np.zeros(self.chunks_per_shard, dtype=bool)
-                base, limit = 0, 0
-            else:
-                size = len(arr)
-                raw = arr[size - r.index_nbytes :] if r.index_at_end else arr[: r.index_nbytes]
-                index = r.decode_index(raw.tobytes() if size >= r.index_nbytes else arr.tobytes(), s)
-                if not fmt.is_contiguous(index, self.stride, self.first):
-                    self.enabled = False
-                    return
-                present = index[:, 1] != fmt.EMPTY
-                limit = size - r.index_nbytes if r.index_at_end else size
-                if present.any():
-                    last = int(np.flatnonzero(present)[-1])
-                    end = self.first + (last + 1) * self.stride
-                    if end > limit:
-                        c = s * self.chunks_per_shard + last
-                        raise r.fault(
-                            c,
-                            f"shard index entry (offset {end - self.stride}, nbytes {self.stride}) lies outside the "
-                            f"shard's chunk data (bytes {self.first}:{limit}): the shard is truncated or its index is wrong",
-                        )
-                base = arr.ctypes.data
+            loaded = [self._load(todo[0])]
+        for s, got in zip(todo, loaded):
+            if got is None:
+                self.enabled = False
+                return
+            arr, present, limit, good = got
+            self.reader.mark_verified_many(good)
+            base = arr.ctypes.data if arr is not None else 0
             with self._lock:
                 maps = self._maps
                 if len(maps.arrays) >= MAX_MAPS:
@@ -178,9 +170,56 @@ class ExactWindows:
                 maps.base[s] = base
                 maps.limit[s] = limit
                 if base:
-                    maps.view = _View(maps, self.row_bytes)
+                    maps.view = _View(maps, self.row_bytes, self.first, self.chunks_per_shard * self.stride)
+
+    def _load(self, s: int) -> tuple[np.ndarray | None, np.ndarray, int, np.ndarray] | None:
+        """Map shard ``s`` and check it: ``(mapped file or None if absent, chunks present, end of chunk data,
+        chunks whose crc32c passed)``; ``None`` if it is not laid out contiguously."""
+        r = self.reader
+        arr = self.io.map_file(r.object_key(s))
+        if arr is None:
+            return None, np.zeros(self.chunks_per_shard, dtype=bool), 0, np.zeros(0, dtype=np.int64)
+        size = len(arr)
+        raw = arr[size - r.index_nbytes :] if r.index_at_end else arr[: r.index_nbytes]
+        index = r.decode_index(raw.tobytes() if size >= r.index_nbytes else arr.tobytes(), s)
+        if not fmt.is_contiguous(index, self.stride, self.first):
+            return None
+        present = index[:, 1] != fmt.EMPTY
+        limit = size - r.index_nbytes if r.index_at_end else size
+        if present.any():
+            last = int(np.flatnonzero(present)[-1])
+            end = self.first + (last + 1) * self.stride
+            if end > limit:
+                raise r.fault(
+                    s * self.chunks_per_shard + last,
+                    f"shard index entry (offset {end - self.stride}, nbytes {self.stride}) lies outside the "
+                    f"shard's chunk data (bytes {self.first}:{limit}): the shard is truncated or its index is wrong",
+                )
+        return arr, present, limit, self._check_shard(s, arr, present)
 
     # ------------------------------------------------------------------ checks
+    def _check_shard(self, s: int, arr: np.ndarray, present: np.ndarray) -> np.ndarray:
+        """Check the crc32c of every present chunk of a freshly mapped shard (its bytes were just read).
+
+        Returns the chunks that pass, to be marked; one that fails is left
+        unmarked, so the first window that needs it raises the fault naming it
+        (:meth:`_verify`), and the shard's other chunks stay readable.  Runs
+        in the mapping threads (the checksum releases the GIL).
+        """
+        r = self.reader
+        first_chunk = s * self.chunks_per_shard
+        own = present[: max(0, min(len(present), r.n_chunks - first_chunk))]  # chunks of the array's rows
+        ids = first_chunk + np.flatnonzero(own & ~r.verified_mask(first_chunk + np.arange(len(own))))
+        if not self.crc:
+            good = ids
+        else:
+            stride, body = self.stride, self.stride - fmt.CRC_BYTES
+            at = self.first + (ids - first_chunk) * stride
+            stored = arr[(at + body)[:, None] + np.arange(fmt.CRC_BYTES)].view("<u4").ravel()
+            computed = np.fromiter((fmt.crc32c(arr[a : a + body]) for a in at.tolist()), dtype=np.uint32, count=len(at))
+            good = ids[stored == computed]
+        return good
+
     def _verify(self, chunks: np.ndarray) -> bool:
         """Check the crc32c of ``chunks`` (row chunk numbers) and mark them; False if one is absent."""
         r = self.reader
@@ -201,7 +240,7 @@ class ExactWindows:
                 return False
             if self.crc:
                 at = self.first + i * stride
-                r.check_crc(maps.arrays[s].base[at : at + stride], c)  # the mmap: a slice is bytes
+                r.check_crc(maps.arrays[s][at : at + stride], c)  # a view of the mapped file: no copy
             else:
                 r.mark_verified(c)  # present where the layout says: nothing more to check
         return True
@@ -215,27 +254,31 @@ class ExactWindows:
         :class:`~zarrmux.array_reader.ChunkFault` for corrupt data.
         """
         r = self.reader
-        cr, cps, rb = self.rows_per_chunk, self.chunks_per_shard, self.row_bytes
-        rows = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(n)
-        chunk = rows // cr
-        done = r.verified_mask(chunk)
+        cr, rb = self.rows_per_chunk, self.row_bytes
+        g = np.asarray(starts, dtype=np.int64)
+        rows = g[:, None] + self._steps(n)
+        # checked chunks: a window of at most cr + 1 rows lies in its first and last chunk
+        ends = (g // cr, (g + (n - 1)) // cr) if n <= cr + 1 else (rows // cr,)
+        done = np.logical_and.reduce([r.verified_mask(c) for c in ends])
         if not done.all():
-            if not self._verify(np.unique(chunk[~done])) or not self.enabled:
+            todo = np.unique(np.concatenate([c[~done] if c.shape == done.shape else c.ravel() for c in ends]))
+            if not self._verify(todo) or not self.enabled:
                 return None
-        shard = chunk // cps
-        inner = self.first + (chunk - shard * cps) * self.stride + (rows - chunk * cr) * rb
+        shard = rows // r.shard_rows
         for attempt in range(3):
             view = self._maps.view  # holds this generation's mappings while we read
-            if view is not None and len(view.start) and (view.start[shard] >= 0).all():
+            if view is not None and (view.start[shard] >= 0).all():
                 break
             self._map(np.unique(shard))  # a new generation started: map again
             if not self.enabled:
                 return None
         else:
             return None  # a shard vanished since it was checked: the chunk path says what is wrong
-        at = view.start[shard] + inner
-        if not (at + rb <= view.end[shard]).all():
+        at = view.shift[shard] + rows * rb
+        if self.crc:
+            at += (rows // cr) * fmt.CRC_BYTES
+        if not (at + rb <= view.end[shard]).all():  # never true for checked chunks of this mapping
             b = int(np.argmax((at + rb > view.end[shard]).ravel()))
-            raise r.fault(int(chunk.ravel()[b]), "shard object is shorter than its index says")
+            raise r.fault(int(rows.ravel()[b]) // cr, "shard object is shorter than its index says")
         out = view.rows[at.ravel()].view(r.store_dtype).reshape(len(rows), n, *r.trailing)
         return out if out.dtype == r.dtype else out.astype(r.dtype)
