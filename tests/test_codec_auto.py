@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import zarr
 
-from zarrmux import _cli_convert, conversion, convert, layout, open_corpus
+from zarrmux import _cli_convert, conversion, convert, layout, open_corpus, shard_format
 from zarrmux._cli import main
 from zarrmux.exceptions import CorpusError, DataError
 from zarrmux.sources import discover, scan
@@ -124,8 +124,8 @@ def test_auto_picks_per_key(auto_corpus: Path, full_src: Path, quant_src: Path, 
     assert inner_codecs(root["X"]) == ["BytesCodec", "Crc32cCodec"]
     assert inner_codecs(root["Y"]) == ["BytesCodec", "blosc-lz4", "Crc32cCodec"]
     # the converter's own shard encoder wrote both keys (blosc=None: uncompressed chunks, with crc32c)
-    assert conversion._fast_shard_encoder(root["X"], (128,)) == (x.chunk_rows, None, True)
-    assert conversion._fast_shard_encoder(root["Y"], ())[1] is not None
+    assert shard_format.shard_encoder(root["X"], (128,)) == (x.chunk_rows, None, True)
+    assert shard_format.shard_encoder(root["Y"], ())[1] is not None
     from zarrmux.verify import verify
 
     assert verify(auto_corpus, [full_src]) == []

@@ -173,7 +173,7 @@ def test_progress_callable_reaches_totals(tmp_path: Path) -> None:
 @pytest.mark.parametrize("dtype, trailing", [("f4", (6,)), ("i2", (2, 3)), ("?", ())])
 def test_fast_shard_encoder_is_byte_identical_to_zarr(tmp_path: Path, codec: str, dtype: str, trailing: tuple) -> None:
     """convert encodes shards itself (zarr-python is ~1 ms per inner chunk); the bytes must equal zarr's."""
-    from zarrmux.conversion import _encode_shard, _fast_shard_encoder
+    from zarrmux.shard_format import encode_shard, shard_encoder
 
     rng = np.random.default_rng(1)
     data = (rng.standard_normal((1000, *trailing)) * 4).round().astype(dtype) + np.ones((), dtype)
@@ -183,8 +183,8 @@ def test_fast_shard_encoder_is_byte_identical_to_zarr(tmp_path: Path, codec: str
         compressors=layout.make_compressors(codec, None, np.dtype(dtype).itemsize),
     )
     a[512:1000] = data[512:1000]  # a partial shard with a partial edge chunk
-    fast = _fast_shard_encoder(a, trailing)
+    fast = shard_encoder(a, trailing)
     assert fast is not None and fast[0] == 64
     key = "/".join(["c", "1"] + ["0"] * len(trailing))
     assert fast[2]  # zarrmux corpora store a crc32c per inner chunk
-    assert _encode_shard(data[512:1000], 64, 512, fast[1], fast[2]) == (tmp_path / "eq.zarr" / "X" / key).read_bytes()
+    assert encode_shard(data[512:1000], 64, 512, fast[1], fast[2]) == (tmp_path / "eq.zarr" / "X" / key).read_bytes()

@@ -45,7 +45,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import struct
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -56,6 +55,7 @@ import numpy as np
 import zarr
 
 from . import layout
+from . import shard_format as fmt
 from .exceptions import ConversionError, CorpusError
 from .sources import SourceEntry, SourceError, discover, open_reader, scan, source_checksum
 
@@ -174,92 +174,12 @@ def plan_units(
 # ---------------------------------------------------------------- worker side
 
 
-_MAX_U64 = np.uint64(2**64 - 1)
-
-
-def _fast_shard_encoder(arr: zarr.Array, trailing: tuple[int, ...]) -> tuple[int, Any, bool] | None:
-    """``(chunk_rows, blosc_or_None, chunk_crc)`` if this module can encode the array's shards itself.
-
-    zarr-python encodes every inner chunk of a shard as a separate thread task
-    (~1 ms per 32 KiB chunk), far slower than blosc; for the layout zarrmux
-    creates (sharding_indexed: bytes(little) [+ blosc] [+ crc32c] inner codecs, index
-    bytes(little) + crc32c at the end, regular grid) the shard object is built
-    here with zarr's own blosc codec, byte for byte what the spec prescribes.
-    Anything else (e.g. big-endian data) returns ``None``: zarr writes it.
-    """
-    try:
-        from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
-        from zarr.codecs.sharding import ShardingCodecIndexLocation
-
-        md = arr.metadata
-        codecs = md.codecs
-        if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
-            return None
-        sc = codecs[0]
-        if sc.index_location != ShardingCodecIndexLocation.end or tuple(sc.chunk_shape[1:]) != tuple(trailing):
-            return None
-        inner = list(sc.codecs)
-        little = ("little", None)
-        if not inner or not isinstance(inner[0], BytesCodec) or getattr(inner[0].endian, "value", inner[0].endian) not in little:
-            return None
-        if np.dtype(arr.dtype.to_native_dtype() if hasattr(arr.dtype, "to_native_dtype") else arr.dtype).byteorder == ">":
-            return None
-        chunk_crc = isinstance(inner[-1], Crc32cCodec)
-        if chunk_crc:
-            inner = inner[:-1]
-        blosc = None
-        if len(inner) == 2 and isinstance(inner[1], BloscCodec):
-            blosc = inner[1]._blosc_codec
-        elif len(inner) != 1:
-            return None
-        ic = list(sc.index_codecs)
-        if len(ic) != 2 or not isinstance(ic[0], BytesCodec) or not isinstance(ic[1], Crc32cCodec):
-            return None
-        if getattr(ic[0].endian, "value", ic[0].endian) not in little:
-            return None
-        import google_crc32c  # noqa: F401 - zarr's crc32c codec needs it too
-
-        return int(sc.chunk_shape[0]), blosc, chunk_crc
-    except Exception:  # noqa: BLE001 - any surprise: let zarr do the writing
-        return None
-
-
-def _encode_shard(data: np.ndarray, chunk_rows: int, shard_rows: int, blosc: Any, chunk_crc: bool = False) -> bytes:
-    """A ``sharding_indexed`` shard object holding rows ``data`` (from the shard's first row).
-
-    ``chunk_crc``: each inner chunk ends with the crc32c (little-endian) of its encoded bytes.
-    """
-    import google_crc32c
-
-    n_chunks = shard_rows // chunk_rows
-    index = np.full((n_chunks, 2), _MAX_U64, dtype="<u8")
-    parts: list[bytes] = []
-    offset = 0
-    for c in range(-(-len(data) // chunk_rows)):
-        block = data[c * chunk_rows : (c + 1) * chunk_rows]
-        if len(block) < chunk_rows:  # an edge chunk is stored whole, padded with the fill value (0)
-            pad = np.zeros((chunk_rows, *data.shape[1:]), dtype=data.dtype)
-            pad[: len(block)] = block
-            block = pad
-        enc = bytes(blosc.encode(np.ascontiguousarray(block))) if blosc is not None else np.ascontiguousarray(block).tobytes()
-        if chunk_crc:
-            enc += struct.pack("<I", google_crc32c.value(enc))
-        index[c] = (offset, len(enc))
-        parts.append(enc)
-        offset += len(enc)
-    shape = (n_chunks,) + (1,) * (data.ndim - 1) + (2,)
-    index_bytes = index.reshape(shape).tobytes()
-    parts.append(index_bytes)
-    parts.append(np.uint32(google_crc32c.value(index_bytes)).astype("<u4").tobytes())
-    return b"".join(parts)
-
-
 class _ShardWriter:
     """Buffers one shard of one key and writes it as one object (one zarr write, or one store put)."""
 
     def __init__(self, arr: zarr.Array, shard_rows: int, dtype: np.dtype, trailing: tuple[int, ...]) -> None:
         self.arr = arr
-        self.fast = _fast_shard_encoder(arr, trailing)
+        self.fast = fmt.shard_encoder(arr, trailing)
         self.shard_rows = shard_rows
         self.dtype = dtype
         self.trailing = trailing
@@ -311,7 +231,7 @@ class _ShardWriter:
                 from zarr.core.sync import sync
 
                 chunk_rows, blosc, chunk_crc = self.fast
-                data = _encode_shard(self.buf[: self.hi], chunk_rows, self.shard_rows, blosc, chunk_crc)
+                data = fmt.encode_shard(self.buf[: self.hi], chunk_rows, self.shard_rows, blosc, chunk_crc)
                 key = self.arr.metadata.encode_chunk_key((self.buf_start // self.shard_rows,) + (0,) * len(self.trailing))
                 sync((self.arr.store_path / key).set(default_buffer_prototype().buffer.from_bytes(data)))
         self.hi = 0

@@ -99,7 +99,7 @@ class _View:
         #: the row's place in ``rows`` (chunks are ``stride`` bytes apart, so shard ``s`` starts
         #: ``s * shard_stride`` bytes into this virtual layout)
         self.shift = self.start + first - np.arange(len(self.start), dtype=np.int64) * shard_stride
-        self.maps = maps  # the mappings outlive the view
+        self.maps = list(maps.arrays.values())  # the mappings it reads outlive the view
 
 
 class ExactWindows:
@@ -162,6 +162,8 @@ class ExactWindows:
             base = arr.ctypes.data if arr is not None else 0
             with self._lock:
                 maps = self._maps
+                if maps.base[s]:  # another thread mapped it meanwhile: keep theirs (views use it)
+                    continue
                 if len(maps.arrays) >= MAX_MAPS:
                     maps = self._maps = _Maps(self.n_shards)
                 if arr is not None:
