@@ -173,7 +173,7 @@ class ChunkArena:
         # a window of at most cr + 1 rows lies in its first and last chunk
         ends = np.concatenate((g // cr, (g + n - 1) // cr)) if n <= cr + 1 else (rows // cr).ravel()
         if self.resident and self._loaded[ends].all():
-            out = self._rows[rows.ravel()]  # slot c holds chunk c: arena row = array row
+            out = self._rows[rows]  # slot c holds chunk c: arena row = array row
             out = out.view(r.store_dtype).reshape(len(rows), n, *r.trailing)
             return out if out.dtype == r.dtype else out.astype(r.dtype)
         chunk = rows // cr
@@ -191,7 +191,7 @@ class ChunkArena:
                             self._changed.wait()
                 if (self._chunk_in[slots] == chunks).all():  # pinned: the table cannot change under us
                     at = (self._slot_of[chunk] - 1) * cr + (rows - chunk * cr)
-                    out = self._rows[at.ravel()]
+                    out = self._rows[at]
                     break
                 # another thread's load of one of our chunks failed: load it ourselves (and raise its error)
             finally:

@@ -282,5 +282,5 @@ class ExactWindows:
         if not (at + rb <= view.end[shard]).all():  # never true for checked chunks of this mapping
             b = int(np.argmax((at + rb > view.end[shard]).ravel()))
             raise r.fault(int(rows.ravel()[b]) // cr, "shard object is shorter than its index says")
-        out = view.rows[at.ravel()].view(r.store_dtype).reshape(len(rows), n, *r.trailing)
+        out = view.rows[at].view(r.store_dtype).reshape(len(rows), n, *r.trailing)  # owner: (B, n, row bytes)
         return out if out.dtype == r.dtype else out.astype(r.dtype)
