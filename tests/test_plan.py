@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
+import pickle
 import warnings
 
 import numpy as np
+import plan_reference
 import pytest
 
 from zarrmux.exceptions import PescadorError
-from zarrmux.plan import WindowPlan
+from zarrmux.plan import DISTRIBUTIONS, MODES, WindowPlan, _Draws, _uniform_starts
 
 ROWS = [300, 120, 500, 64, 250, 410, 90, 333]
 
@@ -213,3 +217,197 @@ def test_short_entries_warned_once_with_count() -> None:
     msgs = [str(r.message) for r in rec]
     assert len(msgs) == 1 and "2 of 8 entries" in msgs[0]
     assert {e for e, _ in windows(p, 50)} <= {0, 1, 2, 4, 5, 7}
+
+
+# ---------------------------------------------------------------------- the same sequence as before
+# tests/plan_reference.py is the plan as it was before planning was made cheap: the current
+# plan must give exactly its blocks (entries, starts, states) and accept its states, and the
+# other way round, whatever the configuration.
+
+BIG_ROWS = [300, 120, 500, 64, 250, 410, 90, 333, 16, 17, 1000, 77, 20, 64, 151, 99]
+WEIGHTS = {
+    "uniform": None,
+    "zeros": [0.0 if i % 3 == 1 else 1.0 for i in range(len(BIG_ROWS))],
+    "skewed": [float(1 + (i * 7) % 5) ** 3 / 7 for i in range(len(BIG_ROWS))],
+    "tiny": [1e-300 * (1 + i % 4) for i in range(len(BIG_ROWS))],
+    "overflowing": [0.75e308 * (1 + i % 2) for i in range(len(BIG_ROWS))],  # their sum is inf
+}
+
+
+def same_blocks(new: WindowPlan, old: plan_reference.WindowPlan, count: int, where: str) -> None:
+    """``count`` calls of ``next_block`` give the same blocks and positions on both plans."""
+    for i in range(count):
+        a, b = new.next_block(), old.next_block()
+        assert (a is None) == (b is None), (where, i)
+        if a is not None:
+            assert a.entries.tolist() == b.entries.tolist(), (where, i)
+            assert a.starts.tolist() == b.starts.tolist(), (where, i)
+            assert a.entries.dtype == b.entries.dtype == np.int64 and a.starts.dtype == b.starts.dtype, (where, i)
+            assert (a.epoch, a.index, a.last_in_epoch) == (b.epoch, b.index, b.last_in_epoch), (where, i)
+            assert a.state_after == b.state_after, (where, i)
+        assert new.state_dict() == old.state_dict(), (where, i)
+        assert (new.epoch, new.batch, new.window) == (old.epoch, old.batch, old.window), (where, i)
+
+
+def both(rows: list[int], n: int, **kw: object) -> tuple[WindowPlan, plan_reference.WindowPlan]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return WindowPlan(rows, n, **kw), plan_reference.WindowPlan(rows, n, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dist", DISTRIBUTIONS)
+@pytest.mark.parametrize("weights", list(WEIGHTS))
+def test_same_blocks_as_first_version(mode: str, dist: str, weights: str) -> None:
+    for seed, rate, batch_size, n_active in [(0, 4, 7, 3), (1, 16, 32, 5), (2**64 - 1, 2.5, 6, 6)]:
+        kw = dict(batch_size=batch_size, n_active=n_active, rate=rate, mode=mode, dist=dist, seed=seed,
+                  weights=WEIGHTS[weights], epoch_batches=9 if mode != "exhaustive" else None)
+        if mode == "sequential":
+            kw["hop"] = 5
+        new, old = both(BIG_ROWS, 16, **kw)
+        with np.errstate(over="ignore"):  # (overflowing weights: both versions overflow alike)
+            same_blocks(new, old, 45, f"{kw}")  # several epochs
+
+
+@pytest.mark.parametrize("mode", ["with_replacement", "single_active", "exhaustive"])
+def test_same_blocks_without_rate_and_with_drop_last_ranks_and_small_rates(mode: str) -> None:
+    for kw in [
+        dict(rate=None, dist="binomial"),
+        dict(rate=1, dist="binomial"),  # a refill after every window
+        dict(rate=1, dist="binomial", n_active=15),  # single_active: many tries, more draws than drawn ahead
+        dict(rate=1, dist="poisson"),
+        dict(rate=0.3, dist="constant"),
+        dict(rate=200, dist="binomial"),  # quotas drawn by numpy's BTPE, not by inversion
+        dict(rate=3, dist="binomial", drop_last=True, rank=1, world_size=3),
+        dict(rate=5, dist="poisson", n_active=16),
+    ]:
+        kw = {"batch_size": 8, "n_active": 4, "mode": mode, "seed": 5, "epoch_batches": 6, **kw}
+        if mode == "exhaustive":
+            kw.pop("epoch_batches")
+        new, old = both(BIG_ROWS, 16, **kw)
+        same_blocks(new, old, 60, f"{kw}")
+
+
+def test_same_blocks_with_huge_and_single_start_entries() -> None:
+    # spans near 2**31 make numpy's bounded integers reject words often; a span of 1 takes no
+    # word; spans of 2**32 or more are drawn by numpy itself
+    for rows in ([2**31 + 5, 2**31 + 2**30, 3 * 2**30], [16, 2**31, 40, 16], [2**32 + 15, 300, 2**40], [16, 16]):
+        for mode in ["with_replacement", "exhaustive"]:
+            new, old = both(rows, 16, batch_size=9, n_active=2, rate=4, mode=mode, seed=3, epoch_batches=4)
+            same_blocks(new, old, 40, f"{rows} {mode}")
+
+
+@pytest.mark.parametrize("mode", ["with_replacement", "single_active", "exhaustive", "sequential"])
+def test_resume_from_states_of_either_version(mode: str) -> None:
+    kw = dict(batch_size=5, n_active=3, rate=4, mode=mode, seed=17, epoch_batches=8, weights=WEIGHTS["skewed"])
+    if mode == "exhaustive":
+        kw.pop("epoch_batches")
+    new, old = both(BIG_ROWS, 16, **kw)
+    states = []
+    for _ in range(70):
+        blk = old.next_block()
+        if blk is not None:
+            states.append(json.loads(json.dumps(blk.state_after)))
+    for i in [0, 1, 2, 7, 13, 30, 31, len(states) - 1]:  # mid-epoch, epoch ends, mid-look-ahead
+        a, b = both(BIG_ROWS, 16, **{**kw, "seed": None})
+        a.load_state_dict(states[i])
+        b.load_state_dict(states[i])
+        same_blocks(a, b, 25, f"from reference state {i}")
+        # and states from the current plan, taken in the middle of what it planned ahead
+        c, d = both(BIG_ROWS, 16, **{**kw, "seed": None})
+        c.load_state_dict(a.state_dict())
+        d.load_state_dict(a.state_dict())
+        same_blocks(c, d, 10, f"from current state {i}")
+        assert c.state_dict() == d.state_dict()
+
+
+@pytest.mark.parametrize("mode", ["with_replacement", "single_active", "exhaustive"])
+def test_copies_pickles_and_reloads_in_the_middle_of_a_look_ahead(mode: str) -> None:
+    kw = dict(batch_size=6, n_active=4, rate=3, seed=9, mode=mode, weights=WEIGHTS["skewed"])
+    if mode != "exhaustive":
+        kw["epoch_batches"] = 200
+    new, old = both(BIG_ROWS, 16, **kw)
+    same_blocks(new, old, 37, "warm up")  # planning ahead in batches of 1, 2, 4, 8, 16, 32: mid-batch now
+    cp, pk = new.copy(), pickle.loads(pickle.dumps(new))
+    old2, old3 = copy.deepcopy(old), copy.deepcopy(old)
+    same_blocks(new, old, 20, "original")
+    same_blocks(cp, old2, 20, "copy")
+    same_blocks(pk, old3, 20, "pickle")
+    state = new.state_dict()
+    same_blocks(new, old, 3, "before reload")
+    new.load_state_dict(state)  # back: forgets what it had planned ahead
+    old.load_state_dict(state)
+    same_blocks(new, old, 20, "after reload")
+    assert [b.index for b in new.blocks(5)] == [b.index for b in old.blocks(5)]
+
+
+def test_block_states_are_independent_of_the_plan() -> None:
+    p = WindowPlan(BIG_ROWS, 16, batch_size=4, n_active=3, rate=2, seed=1)
+    q = WindowPlan(BIG_ROWS, 16, batch_size=4, n_active=3, rate=2, seed=1)
+    for _ in range(10):
+        blk = p.next_block()
+        assert blk is not None
+        blk.state_after["slots"][0] = -7  # a consumer messing with what it got
+        blk.state_after["quota"].append(3)
+        q.next_block()
+        assert p.state_dict() == q.state_dict()
+
+
+# ---------------------------------------------------------------------- numpy's draws, replayed
+def fresh(seed: int = 4, counter: tuple[int, int, int] = (3, 1, 1)) -> np.random.Generator:
+    return np.random.Generator(np.random.Philox(key=seed, counter=[0, *counter]))
+
+
+def draws(count: int = 8, seed: int = 4, counter: tuple[int, int, int] = (3, 1, 1)) -> _Draws:
+    gen = fresh(seed, counter)
+    return _Draws(gen, gen.bit_generator.random_raw(count), 0, list(counter), seed)
+
+
+def test_draws_give_what_numpy_gives() -> None:
+    cases = [(15, 0.96875), (15, 0.03), (0, 0.5), (7, 0.0), (12, 1.0), (40, 0.5), (1000, 0.01), (100, 0.6),
+             (3, 0.999), (31, 0.9677419354838710), (200, 0.2), (2, 0.5)]
+    for seed in range(20):
+        ref, d = fresh(seed), draws(8, seed)  # only 8 outputs drawn in advance: the rest must follow
+        for n, p in cases * 3:
+            assert d.binomial(n, p) == ref.binomial(n, p), (seed, n, p)
+            assert d.random() == ref.random()
+        assert d.next_raw() == int(ref.bit_generator.random_raw())
+        assert d.random_array(5).tolist() == ref.random(5).tolist()
+        assert d.words(3).tolist() == ref.bit_generator.random_raw(3).tolist()
+        assert d.poisson(15.0) == ref.poisson(15.0)  # numpy draws from here on
+        assert d.binomial(15, 0.96875) == ref.binomial(15, 0.96875)
+        assert d.random() == ref.random() and d.poisson(3.0) == ref.poisson(3.0)
+        assert d.words(5).tolist() == ref.bit_generator.random_raw(5).tolist()
+
+
+@pytest.mark.parametrize("used", range(13))
+def test_draws_hand_over_to_numpy_at_any_point(used: int) -> None:
+    ref, d = fresh(), draws(12)
+    ref.bit_generator.random_raw(used)
+    d.words(used)
+    d.to_generator()
+    assert d.raw is None
+    assert d.gen.random(6).tolist() == ref.random(6).tolist()
+    assert d.gen.integers(0, [7, 2**31 + 1, 5]).tolist() == ref.integers(0, [7, 2**31 + 1, 5]).tolist()
+
+
+def test_uniform_starts_give_what_numpy_integers_gives() -> None:
+    rng = np.random.default_rng(0)
+    span_sets = [
+        rng.integers(2, 30000, 32),
+        rng.integers(2**31, 2**32 - 1, 9),  # rejections are frequent
+        np.array([1, 2, 1, 3, 2**31 + 1, 1]),  # a span of 1 takes no word
+        np.array([5, 2**32, 7, 2**40]),  # numpy's own path
+        np.array([2**32 - 1, 2**32 - 2, 2]),
+        np.zeros(0, dtype=np.int64),  # a block without windows
+    ]
+    for trial in range(40):
+        blocks = [span_sets[(trial + i) % len(span_sets)][: 1 + (trial * 7 + i) % 33] for i in range(3)]
+        spans = np.concatenate(blocks).astype(np.uint64)
+        bound = int(spans.max()) if len(spans) and spans.min() >= 2 and spans.max() < 2**32 else None
+        gens = [fresh(trial, (i, 2, 1)) for i in range(3)]
+        expected = [g.integers(0, b.astype(np.int64)).tolist() for g, b in zip(gens, blocks)]
+        ds = [draws(4, trial, (i, 2, 1)) for i in range(3)]
+        got = _uniform_starts(ds, [len(b) for b in blocks], spans, bound)
+        assert got.dtype == np.int64
+        assert got.tolist() == list(itertools.chain.from_iterable(expected)), trial

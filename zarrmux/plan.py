@@ -53,6 +53,16 @@ window counter, position in the exhaustive order) and the active slots
 (``n_active`` entries and quotas): :meth:`WindowPlan.state_dict` is small and
 JSON-serialisable, and :meth:`WindowPlan.load_state_dict` resumes exactly.
 
+Cost
+----
+Planning stays far below the cost of reading a batch (tens of microseconds
+per batch of 32 windows, see ``tools/bench_plan.py``): the stochastic modes
+plan blocks a few at a time, replay each block's draws from the raw outputs
+of its Philox stream drawn in one call (the very numbers numpy's
+``Generator`` gives, so the sequence, and the states saved, are those of the
+first version of this module, kept in ``tests/plan_reference.py``), and
+build the arrays of the blocks planned together in one go.
+
 Rank sharding
 -------------
 Entries shorter than ``n`` are left out (one warning counts them).  The
@@ -64,14 +74,17 @@ nothing random (so ranks agree even without a seed).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import numbers
+import sys
 import warnings
 from bisect import bisect_right
-from itertools import accumulate
+from collections import deque
 from collections.abc import Iterator, Sequence
+from itertools import accumulate
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +105,12 @@ _TAG_ORDER = 3
 #: the quota of a slot when ``rate`` is None: never deactivated
 _NO_QUOTA = 1 << 62
 _MASK64 = (1 << 64) - 1
+#: Philox's output buffer (4 words of 64 bits); ``buffer_pos`` at this value means empty
+_PHILOX_BUFFER_SIZE = 4
+_LOW32 = 0xFFFFFFFF
+_LITTLE = sys.byteorder == "little"
+#: most stochastic blocks planned at a time (see WindowPlan.next_block)
+_AHEAD = 32
 
 
 @dataclass
@@ -118,6 +137,262 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise PescadorError(f"{name}={value!r} must be an integer >= {minimum}")
     return int(value)
+
+
+# ---------------------------------------------------------------------- draws
+#
+# Every random number is what numpy's ``Generator(Philox(...))`` of the block
+# (see "Randomness and state") gives, exactly as in the first version of this
+# module (kept in tests/plan_reference.py), so saved states resume the same.
+# Asking numpy for each of a block's few dozen small draws costs microseconds
+# of call overhead apiece, so a block draws the raw 64-bit outputs of its
+# Philox stream in one call and _Draws replays numpy's arithmetic on them
+# (doubles, binomial inversion, Lemire's bounded integers); anything else is
+# left to numpy itself.
+
+_TWO_M53 = 1.0 / 9007199254740992.0  # next_double(): (output >> 11) * 2**-53
+
+
+def _halves(a: np.ndarray) -> np.ndarray:
+    """The 32-bit halves of the uint64 array ``a``: low, high, low, high, ..."""
+    return a.view(np.uint32) if _LITTLE else a.astype("<u8").view("<u4")
+
+
+@functools.lru_cache(maxsize=1024)
+def _inversion(n: int, p: float) -> tuple[bool, float, float, float, int] | None:
+    """How numpy's ``binomial(n, p)`` (``n > 0``, ``0 < p <= 1``) draws by inversion.
+
+    Returns ``(flip, p', q', q'**n, bound)`` (``flip``: the result is ``n``
+    minus the inversion's count with success chance ``p'``), or None when
+    numpy would use its BTPE algorithm instead, or when its ``bound`` could
+    come out otherwise in C (a fused multiply-add could move a value within a
+    few ulps of an integer across it): then numpy draws.
+    """
+    if n > 1 << 53:
+        return None
+    flip = p > 0.5
+    if flip:
+        p = 1.0 - p
+    if not p * n <= 30.0:
+        return None
+    q = 1.0 - p
+    qn = math.exp(n * math.log(q))
+    np_ = n * p
+    b = np_ + 10.0 * math.sqrt(np_ * q + 1)
+    if abs(b - round(b)) <= 1e-9 * max(1.0, b):
+        return None
+    return flip, p, q, qn, int(min(n, b))
+
+
+class _Draws:
+    """The draws of one block, in the order its ``numpy.random.Generator`` would make them.
+
+    ``random()``, ``binomial(n, p)``, ``poisson(lam)`` and ``words(count)``
+    give what the generator's ``random()``, ``binomial(n, p)``,
+    ``poisson(lam)`` and ``bit_generator.random_raw(count)`` would at this
+    point of the stream.  They read the stream's outputs drawn in advance
+    (more are drawn when they run out); when numpy itself must draw (Poisson
+    quotas, binomials by BTPE, window spans of ``2**32`` or more), the
+    generator is first moved to the current point of the stream
+    (:meth:`to_generator`) and draws everything after that.
+
+    Parameters
+    ----------
+    gen : numpy.random.Generator
+        The block's generator, with its bit generator just after ``raw``.
+    raw : uint64 array
+        The stream's first outputs (a multiple of 4 of them).
+    start : int >= 0
+        How many of them are used already.
+    counter : list of int
+        The last three words of the block's Philox counter (the first is 0).
+    key : int
+        The Philox key (the seed).
+    """
+
+    __slots__ = ("gen", "raw", "vals", "start", "i", "counter", "key")
+
+    def __init__(self, gen: np.random.Generator, raw: np.ndarray, start: int, counter: list[int], key: int) -> None:
+        self.gen = gen
+        self.raw: np.ndarray | None = raw  # None once ``gen`` draws
+        self.vals: list[int] = raw[start:].tolist()  # the outputs from ``start`` on, as ints
+        self.start = start
+        self.i = start  # outputs used
+        self.counter = counter
+        self.key = key
+
+    def _more(self, count: int) -> None:
+        """Draw ``count`` (rounded up to a multiple of 4) more outputs in advance."""
+        more = self.gen.bit_generator.random_raw(-(-count // 4) * 4)
+        assert self.raw is not None
+        self.raw = np.concatenate([self.raw, more])
+        self.vals += more.tolist()
+
+    def next_raw(self) -> int:
+        """The next 64-bit output."""
+        if self.raw is None:
+            return int(self.gen.bit_generator.random_raw())
+        i = self.i
+        if i == len(self.raw):
+            self._more(4)
+        self.i = i + 1
+        return self.vals[i - self.start]
+
+    def random(self) -> float:
+        """The next double in ``[0, 1)``, as ``Generator.random()``."""
+        if self.raw is None:
+            return float(self.gen.random())
+        i = self.i
+        if i == len(self.raw):
+            self._more(4)
+        self.i = i + 1
+        return (self.vals[i - self.start] >> 11) * _TWO_M53
+
+    def binomial(self, n: int, p: float) -> int:
+        """As ``Generator.binomial(n, p)``: numpy's inversion algorithm when it applies."""
+        if n == 0 or p == 0.0:
+            return 0  # no draw
+        how = _inversion(n, p) if self.raw is not None and 0.0 < p <= 1.0 else None
+        if how is None:
+            self.to_generator()
+            return int(self.gen.binomial(n, p))
+        flip, p, q, qn, bound = how
+        x = 0
+        px = qn
+        u = self.random()
+        while u > px:
+            x += 1
+            if x > bound:
+                x = 0
+                px = qn
+                u = self.random()
+            else:
+                u -= px
+                px = ((n - x + 1) * p * px) / (x * q)
+        return n - x if flip else x
+
+    def random_array(self, count: int) -> np.ndarray:
+        """The next ``count`` doubles in ``[0, 1)``, as ``Generator.random(count)``."""
+        return (self.words(count) >> 11) * _TWO_M53
+
+    def poisson(self, lam: float) -> int:
+        """As ``Generator.poisson(lam)`` (numpy draws)."""
+        self.to_generator()
+        return int(self.gen.poisson(lam))
+
+    def words(self, count: int) -> np.ndarray:
+        """The next ``count`` 64-bit outputs (uint64), as ``bit_generator.random_raw(count)``."""
+        if self.raw is None:
+            return self.gen.bit_generator.random_raw(count)
+        i = self.i
+        if i + count > len(self.raw):
+            self._more(i + count - len(self.raw))
+        self.i = i + count
+        return self.raw[i : i + count]
+
+    def to_generator(self) -> None:
+        """Move the generator to the current point of the stream; it draws from now on.
+
+        Output ``j`` of a fresh Philox stream is word ``j % 4`` of the block
+        computed for counter word ``j // 4 + 1``, kept in a buffer until used.
+        """
+        if self.raw is None:
+            return
+        q, r = divmod(self.i, 4)
+        self.gen.bit_generator.state = {
+            "bit_generator": "Philox",
+            "state": {"counter": [q + (r > 0), *self.counter], "key": [self.key, 0]},
+            "buffer": self.raw[4 * q : 4 * q + 4].tolist() if r else [0, 0, 0, 0],
+            "buffer_pos": r if r else _PHILOX_BUFFER_SIZE,
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+        self.raw = None
+
+
+def _uniform_starts(draws: list[_Draws], sizes: list[int], spans: np.ndarray, bound: int | None) -> np.ndarray:
+    """The blocks' window starts: each block's ``integers(0, spans)``, concatenated (int64).
+
+    Parameters
+    ----------
+    draws : list of _Draws
+        One per block, each at the point of its stream where the starts are
+        drawn (with no 32-bit half pending: nothing has drawn 32-bit words).
+    sizes : list of int >= 0
+        Windows per block.
+    spans : uint64 array of values >= 1, of length ``sum(sizes)``
+        Number of valid starts of each window.
+    bound : int or None
+        An upper bound of ``spans`` if every span is known to lie in
+        ``[2, 2**32)`` (then the vectorised pass applies), else None.
+
+    Notes
+    -----
+    numpy's ``Generator.integers(0, high)`` with an array ``high`` draws each
+    value in turn with Lemire's method on 32-bit words: ``span == 1`` takes
+    no word; a span in ``[2, 2**32)`` takes a word ``x`` (the low, then the
+    high half of each 64-bit output) and gives ``(x * span) >> 32``, unless
+    ``(x * span) mod 2**32 < (2**32 - span) % span``: then ``x`` is rejected
+    and the next word tried.  Usually every span is in ``[2, 2**32)`` and no
+    word comes near rejection (every ``(x * span) mod 2**32 >= bound``, which
+    fails with odds about ``bound / 2**32`` per window): one vectorised pass
+    over all the blocks.  Otherwise the blocks concerned replay their words
+    one by one in Python (:func:`_uniform_starts_exact`), and spans of
+    ``2**32`` or more are left to numpy.
+    """
+    if not draws:
+        return np.zeros(0, dtype=np.int64)
+    if bound is not None:
+        raws = [d.words((n + 1) >> 1) for d, n in zip(draws, sizes)]
+        if all(not n & 1 for n in sizes):
+            words = _halves(np.concatenate(raws))
+        else:
+            words = np.concatenate([_halves(w)[:n] for w, n in zip(raws, sizes)])
+        m = _halves(words * spans)  # low and high halves of x * span
+        low, high = m[0::2], m[1::2]
+        if not len(low) or int(low.min()) >= bound:  # no word near rejection
+            return high.astype(np.int64)
+    out = np.empty(len(spans), dtype=np.int64)
+    o = 0
+    for i, (d, n) in enumerate(zip(draws, sizes)):
+        sp = spans[o : o + n]
+        if bound is not None:
+            if min(low[o : o + n].tolist(), default=bound) >= bound:
+                out[o : o + n] = high[o : o + n]
+            else:
+                out[o : o + n] = _uniform_starts_exact(d, sp.tolist(), _halves(raws[i]).tolist())
+        elif n and int(sp.max()) > _LOW32:
+            d.to_generator()
+            out[o : o + n] = d.gen.integers(0, sp.astype(np.int64))
+        else:
+            out[o : o + n] = _uniform_starts_exact(d, sp.tolist(), [])
+        o += n
+    return out
+
+
+def _uniform_starts_exact(draws: _Draws, spans: list[int], words: list[int]) -> list[int]:
+    """Lemire's bounded draws as numpy makes them, one by one (see :func:`_uniform_starts`).
+
+    ``spans`` are in ``[1, 2**32)``; ``words`` are the 32-bit words already
+    drawn (in order, possibly none); more are drawn as needed.
+    """
+    out = []
+    i = 0
+    for span in spans:
+        if span == 1:
+            out.append(0)
+            continue
+        threshold = (_LOW32 + 1 - span) % span
+        while True:
+            if i == len(words):
+                raw = draws.next_raw()
+                words += [raw & _LOW32, raw >> 32]
+            m = words[i] * span
+            i += 1
+            if m & _LOW32 >= threshold:
+                break
+        out.append(m >> 32)
+    return out
 
 
 class WindowPlan:
@@ -246,11 +521,32 @@ class WindowPlan:
         self.share = share.astype(np.int64)
         self._share_rows = self.rows[self.share]
         self._span = self._share_rows - self.n + 1  # number of valid starts per share entry
+        self._span_u64 = self._span.astype(np.uint64)
+        #: the largest span if every span is in [2, 2**32) (window starts take the vectorised
+        #: path of _uniform_starts), else None
+        self._span_bound = int(self._span.max()) if self._span.min() >= 2 and self._span.max() <= _LOW32 else None
+        #: outputs of a block's stream drawn in advance: its uniforms, the window starts'
+        #: words and a few more for refills (a multiple of 4, see _Draws)
+        B = self.batch_size
+        self._raw_count = -(-(B + (B + 1) // 2 + 24) // 4) * 4
+        #: generators, reset for every use (see _rng)
+        self._gens: dict[tuple[int, int], np.random.Generator] = {}
+        #: the active slots' weights, their running sums, the last live slot, and the sums
+        #: before it as an array: kept between blocks (see _slot_sums)
+        self._slot_w: list[float] | None = None  # None: to recompute
+        self._slot_cum: list[float] = []
+        self._slot_last = -1
+        self._slot_cum_arr: np.ndarray | None = None  # made when needed
+        self._sums_version = 0
+        #: blocks planned ahead, with the state after each (see next_block), and how many to plan next
+        self._ahead: deque[tuple[Block | None, dict[str, Any]]] = deque()
+        self._ahead_n = 1
 
         if mode == "sequential":
             self.hop = self.n if hop is None else _check_int("hop", hop, 1)
             per_entry = (self._share_rows - self.n) // self.hop + 1
             self._seq_cum = np.cumsum(per_entry)
+            self._seq_first = self._seq_cum - per_entry  # epoch window number of each entry's first window
             self.windows_per_epoch = int(self._seq_cum[-1])
             self.n_active = 0
             self.rate = None
@@ -285,6 +581,9 @@ class WindowPlan:
             self._wtotal = float(wcum[-1])
             self._wcum = wcum.tolist()
             self._pos_of_entry = {int(e): i for i, e in enumerate(self.share)}
+            self._last_pos = len(self.share) - 1
+            self._binomial = dist == "binomial" and self.rate is not None
+            self._rate_m1 = None if self.rate is None else self.rate - 1
         self._fingerprint = self._make_fingerprint()
         self._order: np.ndarray | None = None
         self._order_epoch = -1
@@ -300,10 +599,32 @@ class WindowPlan:
         h.update(np.ascontiguousarray(self.weights_all).tobytes())
         return h.hexdigest()[:16]
 
-    def _rng(self, epoch: int, block: int, tag: int) -> np.random.Generator:
-        return np.random.Generator(
-            np.random.Philox(key=self.seed, counter=[0, block, epoch, (self.rank << 8) | tag])
-        )
+    def _rng(self, epoch: int, block: int, tag: int, which: int = 0) -> np.random.Generator:
+        """The generator of draw ``tag`` of block ``block`` of ``epoch`` (see "Randomness and state").
+
+        It is ``Generator(Philox(key=seed, counter=(0, block, epoch, rank << 8 | tag)))``,
+        but making a ``Philox`` costs 20-30 us, so the plan keeps generators
+        and resets a bit generator to exactly that fresh state instead: key,
+        counter, an empty output buffer and no pending 32-bit half (about 2
+        us).  Tags do not share a generator, so one stream may be drawn from
+        while another is (the epoch's order is computed while a block draws),
+        and nor do blocks planned together (``which``: the block's place among
+        them), so each can still draw its window starts when they are built
+        together (see :meth:`_plan_ahead`).
+        """
+        gen = self._gens.get((tag, which))
+        if gen is None:
+            # (any seed: the state is replaced below; a SeedSequence spares gathering OS entropy)
+            gen = self._gens[tag, which] = np.random.Generator(np.random.Philox(np.random.SeedSequence(0)))
+        gen.bit_generator.state = {
+            "bit_generator": "Philox",
+            "state": {"counter": [0, block, epoch, (self.rank << 8) | tag], "key": [self.seed, 0]},
+            "buffer": [0, 0, 0, 0],
+            "buffer_pos": _PHILOX_BUFFER_SIZE,  # empty
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+        return gen
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         """'exhaustive': the epoch's weighted random order of share positions (Efraimidis-Spirakis)."""
@@ -321,34 +642,42 @@ class WindowPlan:
         self.batch = 0
         self.window = 0  # windows planned in this epoch ('sequential': next window)
         self.order_pos = 0
+        self._ahead.clear()
         if self.mode == "sequential":
             self._slot_pos: list[int] = []
             self._slot_quota: list[int] = []
             return
-        rng = self._rng(epoch, 0, _TAG_INIT)
         k = self.n_active
+        # about the outputs the epoch's first slots and quotas take (more are drawn if needed)
+        count = k + 8 + {"with_replacement": k, "single_active": len(self.share)}.get(self.mode, 0)
+        gen = self._rng(epoch, 0, _TAG_INIT)
+        rng = _Draws(gen, gen.bit_generator.random_raw(-(-count // 4) * 4), 0, [0, epoch, (self.rank << 8) | _TAG_INIT],
+                     self.seed)
         if self.mode == "with_replacement":
             pos = [self._draw_pos(rng) for _ in range(k)]
         elif self.mode == "single_active":
             # k distinct positions, weighted without replacement
-            keys = np.log1p(-rng.random(len(self.share))) / np.asarray(self._w)
+            keys = np.log1p(-rng.random_array(len(self.share))) / np.asarray(self._w)
             pos = np.argsort(-keys, kind="stable")[:k].tolist()
         else:
             order = self._epoch_order(epoch)
             pos = order[:k].tolist()
             self.order_pos = k
         self._slot_pos = [int(p) for p in pos]
+        self._slot_w = None
         total = sum(self._w[p] for p in self._slot_pos)
         self._slot_quota = [self._draw_quota(rng, self._w[p] / total if total > 0 else 1.0) for p in self._slot_pos]
 
     # ------------------------------------------------------------------ draws
-    def _draw_pos(self, rng: np.random.Generator) -> int:
+    def _draw_pos(self, rng: _Draws) -> int:
         """A share position drawn proportionally to the weights."""
-        i = bisect_right(self._wcum, rng.random() * self._wtotal)  # type: ignore[arg-type]
-        return min(i, len(self.share) - 1)
+        return min(bisect_right(self._wcum, rng.random() * self._wtotal), self._last_pos)
 
-    def _draw_quota(self, rng: np.random.Generator, p: float) -> int:
+    def _draw_quota(self, rng: _Draws, p: float) -> int:
         """Windows for a new activation whose chance among the active slots is ``p``."""
+        if self._binomial and p <= 0.9999:  # the most common case first
+            q = 1 - p
+            return 1 + int(rng.binomial(int(self._rate_m1 / q), q))
         rate = self.rate
         if rate is None:
             return _NO_QUOTA
@@ -358,21 +687,22 @@ class WindowPlan:
             return 1 + int(rng.poisson(rate - 1))
         return 1 + int(rng.binomial(int((rate - 1) / (1 - p)), 1 - p))
 
-    def _replace(self, s: int, rng: np.random.Generator, others: float) -> None:
+    def _replace(self, s: int, rng: _Draws, others: float) -> None:
         """Refill slot ``s`` whose quota is used up (``others``: total weight of the other slots)."""
         old = self._slot_pos[s]
         if self.mode == "with_replacement":
             new = self._draw_pos(rng)
         elif self.mode == "single_active":
-            taken = set(self._slot_pos)
-            taken.discard(old)
+            slots = self._slot_pos
             new = -1
             for _ in range(32):
                 cand = self._draw_pos(rng)
-                if cand not in taken:
+                if cand == old or cand not in slots:  # not active in another slot
                     new = cand
                     break
             if new < 0:  # the active entries hold most of the weight: draw exactly among the rest
+                taken = set(slots)
+                taken.discard(old)
                 w = np.asarray(self._w).copy()
                 w[list(taken)] = 0.0
                 new = min(int(np.searchsorted(np.cumsum(w), rng.random() * w.sum(), side="right")), len(w) - 1)
@@ -397,70 +727,195 @@ class WindowPlan:
         if self.mode == "sequential":
             return self.window >= self.windows_per_epoch
         if self.mode == "exhaustive":
-            return all(p < 0 for p in self._slot_pos)
+            return max(self._slot_pos) < 0
         return self.batch >= (self.epoch_batches or 0)
 
-    def _plan_stochastic(self) -> tuple[np.ndarray, np.ndarray]:
-        B = self.batch_size
-        rng = self._rng(self.epoch, self.batch, _TAG_BLOCK)
-        u = rng.random(B).tolist()
+    def _slot_sums(self) -> None:
+        """Recompute the active slots' weights, their running sums and the last live slot."""
+        w = self._w
+        sw = self._slot_w = [w[p] if p >= 0 else 0.0 for p in self._slot_pos]
+        self._slot_cum = list(accumulate(sw))
+        last = len(sw) - 1
+        while last >= 0 and sw[last] <= 0.0:
+            last -= 1
+        self._slot_last = last
+        self._slot_cum_arr = None
+        self._sums_version += 1
+
+    def _picks(self, u: np.ndarray) -> list[int]:
+        """The slots of windows with uniforms ``u``, for the current slot sums (whose total is > 0).
+
+        Window ``j`` takes the first slot whose running weight sum exceeds
+        ``u[j] * total``, or the last live slot if none does (``u[j] * total``
+        is inf or NaN when the weights' sum overflows): searching the sums
+        before the last live slot gives both.
+        """
+        c, last = self._slot_cum, self._slot_last
+        if len(u) < 16:  # fewer calls than with numpy
+            total = c[-1]
+            return [bisect_right(c, x * total, 0, last) for x in u.tolist()]
+        if self._slot_cum_arr is None:
+            self._slot_cum_arr = np.array(c[:last])
+        return self._slot_cum_arr.searchsorted(u * c[-1], side="right").tolist()
+
+    def _plan_slots(self, draws: _Draws, u: np.ndarray, picks: list[int] | None) -> list[int]:
+        """The share positions of the next block's windows (stochastic modes); advances the slots.
+
+        Parameters
+        ----------
+        draws : _Draws
+            The block's draws, just after its ``batch_size`` uniforms ``u``.
+        u : float array
+            The uniforms, one per window.
+        picks : list of int or None
+            The windows' slots (:meth:`_picks`) if already found for the
+            current slot sums.
+
+        Notes
+        -----
+        Each window takes its slot in turn; a slot whose quota runs out is
+        refilled (:meth:`_replace`) before the next window.  The slots of the
+        remaining windows are found again only when a refill changes a slot's
+        weight (with uniform weights: only at the end of an 'exhaustive'
+        epoch).  The window starts are drawn afterwards (:func:`_uniform_starts`).
+        """
         slot_pos, quota, w = self._slot_pos, self._slot_quota, self._w
-        sw = [w[p] if p >= 0 else 0.0 for p in slot_pos]
-        out = [0] * B
-        c = list(accumulate(sw))
-        total = c[-1]
-        j = 0
-        while j < B:
-            if total <= 0.0:
-                break  # exhaustive: nothing left
-            s = bisect_right(c, u[j] * total)
-            while s >= len(c) or sw[s] <= 0.0:  # u * total rounded up to total: take the last live slot
-                s = (s if s < len(c) else len(c)) - 1
-            out[j] = slot_pos[s]
-            j += 1
-            quota[s] -= 1
-            if quota[s] <= 0:
-                self._replace(s, rng, sum(sw) - sw[s])
-                p = slot_pos[s]
-                sw[s] = w[p] if p >= 0 else 0.0
-                c = list(accumulate(sw))
-                total = c[-1]
-        pos = np.asarray(out[:j], dtype=np.int64)
-        starts = rng.integers(0, self._span[pos]) if j else np.zeros(0, dtype=np.int64)
-        return self.share[pos], starts.astype(np.int64, copy=False)
+        sw = self._slot_w
+        assert sw is not None
+        out: list[int] = []
+        while self._slot_cum[-1] > 0.0:  # (exhaustive: nothing left when 0)
+            if picks is None:
+                picks = self._picks(u[len(out) :] if out else u)
+            for s in picks:
+                out.append(slot_pos[s])
+                q = quota[s] - 1
+                quota[s] = q
+                if q <= 0:
+                    old = sw[s]
+                    self._replace(s, draws, sum(sw) - old)
+                    p = slot_pos[s]
+                    if (w[p] if p >= 0 else 0.0) != old:  # the running sums change
+                        self._slot_sums()
+                        sw = self._slot_w
+                        picks = None
+                        break
+            if picks is not None or len(out) == len(u):
+                break  # every window planned
+        return out
 
     def _plan_sequential(self) -> tuple[np.ndarray, np.ndarray]:
         lo = self.window
         hi = min(lo + self.batch_size, self.windows_per_epoch)
         idx = np.arange(lo, hi, dtype=np.int64)
-        k = np.searchsorted(self._seq_cum, idx, side="right")
-        before = np.where(k > 0, self._seq_cum[np.maximum(k - 1, 0)], 0)
-        return self.share[k], (idx - before) * self.hop
+        k = self._seq_cum.searchsorted(idx, side="right")
+        return self.share[k], (idx - self._seq_first[k]) * self.hop
+
+    def _advance(self, epoch: int, index: int, size: int) -> tuple[bool, bool]:
+        """Count a planned block of ``size`` windows; move to the next epoch after its last block.
+
+        Returns whether the block was the epoch's last, and whether it is dropped.
+        """
+        self.window += size
+        self.batch += 1
+        last = self.epoch_done
+        if last:
+            self._start_epoch(epoch + 1)
+        if size == 0 or (self.drop_last and size < self.batch_size):
+            if index == 0:
+                raise PescadorError(
+                    f"an epoch has only {size} windows, fewer than batch_size={self.batch_size}, "
+                    "and drop_last=True drops them all"
+                )
+            return last, True
+        return last, False
+
+    def _plan_ahead(self) -> None:
+        """Plan the next stochastic blocks into ``self._ahead`` (each with the state after it).
+
+        Plans ``self._ahead_n`` blocks (1, 2, 4, ... up to ``_AHEAD`` as the
+        plan keeps being asked for more), or to the end of the epoch if that
+        comes first.  Numpy's per-call overhead is paid once for them all
+        where the blocks do not depend on each other: their streams' outputs
+        are drawn first, the slots of all their windows found in one search
+        (valid until a refill changes the slot weights), and their arrays and
+        window starts built together at the end.  Each block has its own
+        generator (:meth:`_rng` with ``which``), so it can still draw its
+        window starts then.
+        """
+        count = self._ahead_n
+        self._ahead_n = min(2 * count, _AHEAD)
+        epoch, batch, B = self.epoch, self.batch, self.batch_size
+        if self.epoch_batches is not None:  # (never past the epoch's end)
+            count = max(1, min(count, self.epoch_batches - batch))
+        tagword = (self.rank << 8) | _TAG_BLOCK
+        gens = [self._rng(epoch, batch + w, _TAG_BLOCK, w) for w in range(count)]
+        raws = [gen.bit_generator.random_raw(self._raw_count) for gen in gens]
+        # the blocks' uniforms (used here; the draws continue after them)
+        u_all = (np.concatenate(raws).reshape(count, -1)[:, :B] >> 11) * _TWO_M53
+        draws = [
+            _Draws(gen, raw, B, [batch + w, epoch, tagword], self.seed) for w, (gen, raw) in enumerate(zip(gens, raws))
+        ]
+        if self._slot_w is None:
+            self._slot_sums()
+        version = self._sums_version
+        picks_all = self._picks(u_all.reshape(-1)) if self._slot_cum[-1] > 0.0 else None
+        planned = []  # (index, windows, last, state after) per block; None windows: dropped
+        kept: list[_Draws] = []  # the draws of the blocks kept
+        sizes: list[int] = []
+        positions: list[int] = []  # of all their windows
+        for which, d in enumerate(draws):
+            picks = None
+            if picks_all is not None and self._sums_version == version:  # still valid
+                picks = picks_all[which * B : (which + 1) * B]
+            pos = self._plan_slots(d, u_all[which], picks)
+            last, dropped = self._advance(epoch, batch + which, len(pos))
+            planned.append((batch + which, None if dropped else len(pos), last, self.state_dict()))
+            if not dropped:
+                kept.append(d)
+                sizes.append(len(pos))
+                positions += pos
+            if last:
+                break
+        pos_all = np.array(positions, dtype=np.intp)
+        entries = self.share[pos_all]
+        starts = _uniform_starts(kept, sizes, self._span_u64[pos_all], self._span_bound)
+        o = 0
+        for index, n, last, state in planned:
+            if n is None:
+                self._ahead.append((None, state))
+            else:
+                self._ahead.append((Block(epoch, index, entries[o : o + n], starts[o : o + n], last, state), state))
+                o += n
 
     def next_block(self) -> Block | None:
         """Plan the next block and advance; after an epoch's last block the plan is at the next epoch.
 
         Returns ``None`` (having moved to the next epoch) when the epoch's last
         block is short and ``drop_last`` drops it.
+
+        In the stochastic modes, blocks are planned a few at a time (never past
+        the end of an epoch) and their arrays built together, which saves
+        numpy's per-call overhead (see :meth:`_plan_ahead`).  This changes
+        nothing visible: the blocks are those planned one at a time, and the
+        plan's position (:meth:`state_dict`, ``epoch``, ...) is always that
+        after the block returned; a plan moved by :meth:`load_state_dict`
+        forgets what it had planned ahead.
         """
-        epoch, index = self.epoch, self.batch
         if self.mode == "sequential":
+            epoch, index = self.epoch, self.batch
             entries, starts = self._plan_sequential()
-        else:
-            entries, starts = self._plan_stochastic()
-        self.window += len(entries)
-        self.batch += 1
-        last = self.epoch_done
-        if last:
-            self._start_epoch(epoch + 1)
-        if len(entries) == 0 or (self.drop_last and len(entries) < self.batch_size):
-            if index == 0:
-                raise PescadorError(
-                    f"an epoch has only {len(entries)} windows, fewer than batch_size={self.batch_size}, "
-                    "and drop_last=True drops them all"
-                )
-            return None
-        return Block(epoch, index, entries, starts, last, self.state_dict())
+            last, dropped = self._advance(epoch, index, len(entries))
+            return None if dropped else Block(epoch, index, entries, starts, last, self.state_dict())
+        if not self._ahead:
+            self._plan_ahead()
+        blk, state = self._ahead.popleft()
+        # the plan may be further on: back to the position after this block (the
+        # slot sums stay those of the last block planned, where planning resumes)
+        self.epoch, self.batch, self.window, self.order_pos = (
+            state["epoch"], state["batch"], state["window"], state["order_pos"]
+        )
+        self._slot_pos, self._slot_quota = list(state["slots"]), list(state["quota"])
+        return blk
 
     def blocks(self, max_iter: int | None = None, *, epoch_end: bool = True) -> Iterator[Block]:
         """Plan blocks: to the end of the current epoch (``max_iter=None`` and ``epoch_end``), or
@@ -522,9 +977,20 @@ class WindowPlan:
         self._order_epoch = -1
         self.epoch, self.batch, self.window, self.order_pos = epoch, batch, window, order_pos
         self._slot_pos, self._slot_quota = slots, quota
+        self._slot_w = None
+        self._ahead.clear()
+        self._ahead_n = 1
 
     def copy(self) -> "WindowPlan":
         """An independent plan at the same position."""
         import copy as _copy
 
         return _copy.deepcopy(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # copies and pickles leave out what is only there for speed: the generators
+        # (costly to copy, cheap to make again), the blocks planned ahead (the
+        # position is that after the last block returned) and the slot sums
+        state = self.__dict__.copy()
+        state.update(_gens={}, _ahead=deque(), _ahead_n=1, _slot_w=None)
+        return state
