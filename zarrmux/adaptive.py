@@ -13,17 +13,15 @@ the same reads done in the consumer's thread).
 averages of timings per batch:
 
 * ``read``: wall time of ``fn(task)``;
-* ``wait``: the part of it not spent on the reading thread's CPU
-  (``wall - thread_time``);
 * ``consume``: time the consumer spends between taking a batch and asking
   for the next one.
 
 It reads ahead in ``threads`` background threads (``depth`` batches ahead)
 while ``consume`` is more than half of ``read``, and in the consumer's
 thread once it falls below a quarter of it (the gap avoids flapping).
-``wait`` is reported, not used: in a background thread, waiting for the GIL
-looks the same as waiting for the disk.  (Cold local reads overlap anyway:
-:mod:`zarrmux.exact_windows` maps the shards a batch needs concurrently.)  It starts in the consumer's thread.  Switching never reorders:
+Waiting for the disk is not a reason to run ahead: :mod:`zarrmux.exact_windows`
+maps the shards a batch needs concurrently, so cold reads overlap anyway
+(and in a background thread, waiting for the GIL would look the same).  It starts in the consumer's thread.  Switching never reorders:
 batches already submitted are taken first.  So the results, and their order,
 are the same whatever it decides.
 """
@@ -56,17 +54,14 @@ class AdaptiveStats:
 
     def __init__(self) -> None:
         self.read = 0.0  #: wall time of one read
-        self.wait = 0.0  #: of which not on the reading thread's CPU
         self.consume = 0.0  #: consumer's time between batches
         self.ahead = False  #: reading ahead in background threads now
         self.switches = 0  #: times it changed its mind
         self.batches_ahead = 0  #: results read by background threads
         self.batches_inline = 0  #: results read in the consumer's thread
 
-    def update(self, read: float, wait: float) -> None:
-        a = _ALPHA
-        self.read += a * (read - self.read)
-        self.wait += a * (wait - self.wait)
+    def update(self, read: float) -> None:
+        self.read += _ALPHA * (read - self.read)
 
     def decide(self) -> bool:
         """Whether to read ahead from now on."""
@@ -80,12 +75,11 @@ class AdaptiveStats:
         return ahead
 
 
-def _timed(fn: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, float, float]]:
-    def run(task: Any) -> tuple[Any, float, float]:
-        t0, c0 = time.perf_counter(), time.thread_time()
+def _timed(fn: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, float]]:
+    def run(task: Any) -> tuple[Any, float]:
+        t0 = time.perf_counter()
         result = fn(task)
-        wall = time.perf_counter() - t0
-        return result, wall, max(0.0, wall - (time.thread_time() - c0))
+        return result, time.perf_counter() - t0
 
     return run
 
@@ -136,7 +130,7 @@ def _adaptive(fn: Callable[[T], R], it: Iterator[T], depth: int, threads: int, n
                     pending.append((task, pool.submit(task)))
             if pending:
                 task, fut = pending.popleft()
-                (result, wall, wait) = fut.result()
+                result, wall = fut.result()
                 del fut
                 st.batches_ahead += 1
             else:
@@ -144,9 +138,9 @@ def _adaptive(fn: Callable[[T], R], it: Iterator[T], depth: int, threads: int, n
                 if nxt is _END:
                     return
                 task = nxt  # type: ignore[assignment]
-                (result, wall, wait) = run(task)
+                result, wall = run(task)
                 st.batches_inline += 1
-            st.update(wall, wait)
+            st.update(wall)
             handed = time.perf_counter()
             yield task, result
             del task, result

@@ -162,6 +162,7 @@ class ArrayReader:
         self.store_dtype = self.dtype.newbyteorder(info.byteorder) if self.dtype.itemsize > 1 else self.dtype
         #: one bit per row chunk: this process has checked it (see :meth:`check_crc`)
         self.verified = bytearray(self.n_chunks // 8 + 1)
+        self._verified_bits = np.frombuffer(self.verified, dtype=np.uint8)  # the same memory
 
     # -- geometry and names
     @property
@@ -298,8 +299,7 @@ class ArrayReader:
     # -- checksums
     def verified_mask(self, chunks: np.ndarray) -> np.ndarray:
         """Which of ``chunks`` (an int array) this process has checked (:meth:`check_crc`, :meth:`mark_verified`)."""
-        bits = np.frombuffer(self.verified, dtype=np.uint8)
-        return ((bits[chunks >> 3] >> (chunks & 7).astype(np.uint8)) & 1).astype(bool)
+        return (self._verified_bits[chunks >> 3] >> (chunks & 7).astype(np.uint8)) & 1 == 1
 
     def mark_verified(self, c: int) -> None:
         """Remember that chunk ``c`` was checked (a lost race between threads only means checking again)."""
@@ -307,8 +307,7 @@ class ArrayReader:
 
     def mark_verified_many(self, chunks: np.ndarray) -> None:
         """:meth:`mark_verified` for an int array of chunks."""
-        bits = np.frombuffer(self.verified, dtype=np.uint8)
-        np.bitwise_or.at(bits, chunks >> 3, (1 << (chunks & 7)).astype(np.uint8))
+        np.bitwise_or.at(self._verified_bits, chunks >> 3, (1 << (chunks & 7)).astype(np.uint8))
 
     def check_crc(self, raw: Any, c: int) -> Any:
         """The bytes of stored chunk ``c`` without its crc32c, checked on the chunk's first read by this process.

@@ -171,7 +171,7 @@ class ChunkArena:
         g = np.asarray(starts, dtype=np.int64)
         rows = g[:, None] + np.arange(n)
         # a window of at most cr + 1 rows lies in its first and last chunk
-        ends = np.concatenate((g // cr, (g + n - 1) // cr)) if n <= cr + 1 else (rows // cr).ravel()
+        ends = np.concatenate((g, g + (n - 1))) // cr if n <= cr + 1 else (rows // cr).ravel()
         if self.resident and self._loaded[ends].all():
             out = self._rows[rows]  # slot c holds chunk c: arena row = array row
             out = out.view(r.store_dtype).reshape(len(rows), n, *r.trailing)

@@ -13,13 +13,17 @@ from . import _forksafe
 
 __all__ = ["DEFAULT_CACHE_BYTES", "ChunkCache"]
 
-#: Default byte budget of the decoded-chunk cache (see :class:`ChunkCache`): 64 MiB.
-#: Only compressed keys (and stores without the exact-window path) go through
-#: it: what it must hold are the narrow keys' chunks (labels: 4096 rows per
-#: 32 KiB chunk, revisited by every window of the entry) for the active
-#: entries, a few MiB, plus recent wide chunks.  Pass ``cache_bytes`` to
-#: trade memory for hits.
-DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+#: Default byte budget of decoded chunks per open corpus: 16 MiB.  Only
+#: compressed keys use it (uncompressed keys are read as exact windows, with
+#: no cache): the chunk arenas of :mod:`zarrmux.chunk_arena` share it, the
+#: smallest keys first, so labels (4096 rows per 32 KiB chunk, revisited by
+#: every window of their entry) stay resident on a corpus of a few million
+#: rows, and a bigger corpus reuses the budget instead of growing with it.
+#: Random windows of a wide compressed key rarely hit a chunk again (a 16-row
+#: window of a 128-float key touches 1-2 of its 64-row chunks among hundreds
+#: of thousands), so a bigger budget buys little for it; pass
+#: ``cache_bytes`` to trade memory for hits.
+DEFAULT_CACHE_BYTES = 16 * 1024 * 1024
 
 
 class ChunkCache:

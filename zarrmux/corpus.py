@@ -71,7 +71,7 @@ def open_corpus(
         The keys to read (default: every key of the corpus).
     cache_bytes : int >= 0, optional
         Budget of the decoded-chunk cache, default
-        :data:`~zarrmux.chunk_cache.DEFAULT_CACHE_BYTES` (64 MiB).  0 disables it.
+        :data:`~zarrmux.chunk_cache.DEFAULT_CACHE_BYTES` (16 MiB).  0 keeps only what a batch needs.
         Keys read as exact windows (uncompressed, local) do not use it.
     storage_options : dict, optional
         Options of the backend that reads a URL: keyword arguments of
@@ -380,7 +380,8 @@ class Corpus:
             if single is not None and exact_windows.supports(single):
                 self._exact[k] = exact_windows.ExactWindows(single)
         #: per key read through decoded chunks with one array: its arena; the budget goes to the
-        #: smallest keys first (labels fit whole), the rest shared by the others
+        #: smallest keys first, whole if they fit in what is left (labels: resident), else shared
+        #: equally with the keys after it (every arena holds at least chunk_arena.MIN_SLOTS chunks)
         self._arena: dict[str, ChunkArena] = {}
         arena_keys = sorted(
             (k for k in keys if self._single[k] is not None and k not in self._exact),
@@ -390,7 +391,8 @@ class Corpus:
         for i, k in enumerate(arena_keys):
             reader = self._single[k]
             assert reader is not None
-            n_slots = slots_for(budget // (len(arena_keys) - i), reader)
+            whole = reader.n_chunks * reader.chunk_nbytes
+            n_slots = slots_for(whole if whole <= budget else budget // (len(arena_keys) - i), reader)
             self._arena[k] = ChunkArena(reader, n_slots)
             budget = max(0, budget - n_slots * reader.chunk_nbytes)
 

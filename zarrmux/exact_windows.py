@@ -83,7 +83,7 @@ class _Maps:
 class _View:
     """Rows of every mapped shard seen as one array: ``rows[a]`` is the ``row_bytes`` bytes at address ``lo + a``."""
 
-    __slots__ = ("rows", "start", "end", "shift", "maps")
+    __slots__ = ("rows", "start", "end", "shift", "complete", "maps")
 
     def __init__(self, maps: _Maps, row_bytes: int, first: int, shard_stride: int) -> None:
         mapped = maps.base > 0
@@ -99,6 +99,7 @@ class _View:
         #: the row's place in ``rows`` (chunks are ``stride`` bytes apart, so shard ``s`` starts
         #: ``s * shard_stride`` bytes into this virtual layout)
         self.shift = self.start + first - np.arange(len(self.start), dtype=np.int64) * shard_stride
+        self.complete = bool(mapped.all())  #: every shard is mapped: no need to look
         self.maps = list(maps.arrays.values())  # the mappings it reads outlive the view
 
 
@@ -260,16 +261,15 @@ class ExactWindows:
         g = np.asarray(starts, dtype=np.int64)
         rows = g[:, None] + self._steps(n)
         # checked chunks: a window of at most cr + 1 rows lies in its first and last chunk
-        ends = (g // cr, (g + (n - 1)) // cr) if n <= cr + 1 else (rows // cr,)
-        done = np.logical_and.reduce([r.verified_mask(c) for c in ends])
+        ends = np.concatenate((g, g + (n - 1))) // cr if n <= cr + 1 else (rows // cr).ravel()
+        done = r.verified_mask(ends)
         if not done.all():
-            todo = np.unique(np.concatenate([c[~done] if c.shape == done.shape else c.ravel() for c in ends]))
-            if not self._verify(todo) or not self.enabled:
+            if not self._verify(np.unique(ends[~done])) or not self.enabled:
                 return None
         shard = rows // r.shard_rows
         for attempt in range(3):
             view = self._maps.view  # holds this generation's mappings while we read
-            if view is not None and (view.start[shard] >= 0).all():
+            if view is not None and (view.complete or (view.start[shard] >= 0).all()):
                 break
             self._map(np.unique(shard))  # a new generation started: map again
             if not self.enabled:

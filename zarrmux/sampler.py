@@ -10,7 +10,7 @@ sequence of windows depends on the seed, rank and world size only, never on
 prefetch depth, threads or cache size.
 
 Memory: decoded chunks held are bounded by the corpus's ``cache_bytes``
-(default 64 MiB, :data:`zarrmux.chunk_cache.DEFAULT_CACHE_BYTES`), plus at most
+(default 16 MiB, :data:`zarrmux.chunk_cache.DEFAULT_CACHE_BYTES`), plus at most
 ``prefetch + 1`` batches (in flight and being consumed) plus the chunks one
 read per thread has in hand.
 """
@@ -117,7 +117,7 @@ class WindowSampler:
         where each thread waits for its own batch's round trips; on a 2-core
         machine two threads read a local corpus slower than one.
     cache_bytes : int >= 0 or None
-        Decoded-chunk cache budget when ``corpus`` is a path (default 64 MiB).
+        Decoded-chunk budget when ``corpus`` is a path (default 16 MiB).
     rank, world_size : int
         This rank's disjoint share of the entries.
     epoch_batches : int > 0 or None
