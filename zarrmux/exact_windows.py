@@ -90,8 +90,8 @@ class _View:
         lo = int(maps.base[mapped].min())
         hi = int((maps.base + maps.limit)[mapped].max())
         span = (ctypes.c_char * (hi - lo)).from_address(lo)
-        flat = np.frombuffer(span, dtype=np.uint8)
-        self.rows = np.lib.stride_tricks.as_strided(flat, shape=(hi - lo - row_bytes + 1, row_bytes), strides=(1, 1))
+        # one element per possible row start: a gather copies each row with one memcpy
+        self.rows = np.ndarray((hi - lo - row_bytes + 1,), dtype=np.dtype((np.void, row_bytes)), buffer=span, strides=(1,))
         #: per shard: where its chunk data starts and ends in ``rows`` (-1, -1: not mapped)
         self.start = np.where(mapped, maps.base - lo, -1)
         self.end = np.where(mapped, maps.base - lo + maps.limit, -1)
@@ -282,5 +282,5 @@ class ExactWindows:
         if not (at + rb <= view.end[shard]).all():  # never true for checked chunks of this mapping
             b = int(np.argmax((at + rb > view.end[shard]).ravel()))
             raise r.fault(int(rows.ravel()[b]) // cr, "shard object is shorter than its index says")
-        out = view.rows[at].view(r.store_dtype).reshape(len(rows), n, *r.trailing)  # owner: (B, n, row bytes)
+        out = view.rows[at].view(r.store_dtype).reshape(len(rows), n, *r.trailing)  # owner: (B, n) rows
         return out if out.dtype == r.dtype else out.astype(r.dtype)
