@@ -79,24 +79,27 @@ class ChunkArena:
         self.misses = 0
 
     # ------------------------------------------------------------------ slots
-    def _claim(self, chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pin slots for the distinct ``chunks``: ``(slots, mine)``, ``mine`` marking the slots this call must fill."""
+    def _claim(self, chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Pin slots for the distinct ``chunks``: ``(slots, mine)``, ``mine`` marking the slots this call must fill.
+
+        ``None`` when other threads hold too many slots right now: the caller
+        reads its batch another way rather than wait (many threads reading a
+        remote store at once must not queue behind each other's slots).
+        """
         k = len(chunks)
         with self._changed:
-            while True:
-                slots = self._slot_of[chunks] - 1
-                held = slots >= 0
-                need = k - int(held.sum())
-                self._pins[slots[held]] += 1  # our hits first, so they are not taken for our misses
-                if not need:
-                    break
-                free = chunks[~held] if self.resident else self._victims(need)
-                if free is not None:
-                    break
-                self._pins[slots[held]] -= 1
-                self._changed.wait()  # other threads hold the slots: wait for one to finish
-            mine = ~held
+            slots = self._slot_of[chunks] - 1
+            held = slots >= 0
+            need = k - int(held.sum())
+            self._pins[slots[held]] += 1  # our hits first, so they are not taken for our misses
+            free = None
             if need:
+                free = chunks[~held] if self.resident else self._victims(need)
+                if free is None:
+                    self._pins[slots[held]] -= 1
+                    return None
+            mine = ~held
+            if free is not None:
                 old = self._chunk_in[free]
                 self._slot_of[old[old >= 0]] = 0
                 new = chunks[mine]
@@ -162,8 +165,8 @@ class ChunkArena:
     def read(self, starts: np.ndarray, n: int) -> np.ndarray | None:
         """Windows ``[starts[b], starts[b] + n)`` (array rows) as ``(len(starts), n, *trailing)``.
 
-        ``None`` if the batch needs more than half the slots (the caller
-        reads it another way).  Raises :class:`~zarrmux.array_reader.ChunkFault`
+        ``None`` if the batch needs more than half the slots, or other threads
+        hold too many of them now (the caller reads it another way).  Raises :class:`~zarrmux.array_reader.ChunkFault`
         for corrupt data.
         """
         r = self.reader
@@ -181,7 +184,10 @@ class ChunkArena:
         if 2 * len(chunks) > self.n_slots and not self.resident:
             return None
         while True:
-            slots, mine = self._claim(chunks)
+            claimed = self._claim(chunks)
+            if claimed is None:
+                return None
+            slots, mine = claimed
             try:
                 if mine.any():
                     self._fill(chunks[mine], slots[mine])
