@@ -17,13 +17,16 @@ Variants (``--variants``, comma separated), each run in its own subprocess:
 
 a   seed as written: pescador ``StochasticMux`` over the seed's ``sample_npz``,
     which indexes the ``NpzFile`` per window (re-reading the whole member each
-    time).  Slow: leave it out with ``--variants b,c,d,e,e0,g,g0,f``;
+    time).  Slow: leave it out with ``--variants b,c,d,e,e0,es,g,g0,f``;
 b   the baseline: the same, reading each member once per activation;
 c   pescador over the seed's ``sample_npy_mmap`` (NPY files, memory-mapped);
 d   ported: ``corpus.streamers(16)`` + ``zarrmux.StochasticMux`` + ``zarrmux.buffer_stream``
     (default corpus);
 e   ``zarrmux.WindowSampler``, default settings, default corpus;
 e0  the same with ``prefetch=0`` (reads in the consumer's thread);
+es  the same as (e), timed after one untimed pass of as many windows in the same
+    process: the steady state of a long run (every shard mapped and its chunks
+    checked, every label chunk decoded), where (e) includes that first pass;
 g   ``zarrmux.WindowSampler``, default settings, the lz4 corpus;
 g0  the same with ``prefetch=0``;
 f   the limit: the whole corpus (every ``X`` and ``Y`` row, concatenated)
@@ -64,7 +67,7 @@ compares its peak anonymous memory with (e)'s on the base corpus.
 Usage::
 
     python tools/bench_sampler.py [--dir /tmp/zarrmux_bench_sampler2] [--entries 64] [--runs 3] [--big 10]
-                                  [--variants a,b,c,d,e,e0,g,g0,f]
+                                  [--variants a,b,c,d,e,e0,es,g,g0,f]
 
 Quick end-to-end check (slow figures, small data)::
 
@@ -106,11 +109,12 @@ VARIANTS: dict[str, tuple[str, str, int]] = {
     "d": ("ported: corpus.streamers + StochasticMux + buffer", "corpus", 32768),
     "e": ("WindowSampler, default settings, default corpus", "corpus", 65536),
     "e0": ("WindowSampler prefetch=0, default corpus", "corpus", 65536),
+    "es": ("WindowSampler, default, after one untimed pass", "corpus", 65536),
     "g": ("WindowSampler, default settings, lz4 corpus", "lz4", 65536),
     "g0": ("WindowSampler prefetch=0, lz4 corpus", "lz4", 65536),
     "f": ("limit: in memory, same windows as (e), numpy gather", "corpus", 65536),
 }
-DEFAULT_VARIANTS = "a,b,c,d,e,e0,g,g0,f"
+DEFAULT_VARIANTS = "a,b,c,d,e,e0,es,g,g0,f"
 
 
 # ---------------------------------------------------------------------- the seed's recipes
@@ -374,6 +378,9 @@ def run_variant(variant: str, paths: dict[str, Path], windows: int, corpus_key: 
         sampler = zarrmux.WindowSampler(
             str(paths[corpus_key]), N, batch_size=BATCH, n_active=N_ACTIVE, rate=RATE, seed=0, max_iter=batches, **kw
         )
+        if variant == "es":  # the steady state: shards mapped and checked, labels decoded
+            for _ in sampler:
+                pass
         it = iter(sampler)
         closer = sampler
     probe = MemProbe()
