@@ -5,8 +5,10 @@ background thread then overlaps it with the consumer's work only if the
 consumer *has* work between batches that releases the GIL (a training step
 in PyTorch or NumPy), or if the reads wait for the disk; with a consumer that
 takes batches as fast as they come, the hand-off between threads is pure
-overhead (measured here: a background reader thread delivered about 0.8x of
-the same reads done in the consumer's thread).
+overhead (in an ad hoc run on the benchmark corpus, a background reader
+thread delivered about 0.8x of the same reads done in the consumer's
+thread; ``tools/bench_sampler.py`` compares the defaults with
+``prefetch=0``).
 
 :func:`adaptive_map` yields ``(task, fn(task))`` in task order, like
 :func:`zarrmux.prefetch.prefetch_map`, and decides as it goes, from moving
