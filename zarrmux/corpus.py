@@ -70,7 +70,7 @@ def open_corpus(
     keys : sequence of str, optional
         The keys to read (default: every key of the corpus).
     cache_bytes : int >= 0, optional
-        Budget of the decoded-chunk cache, default
+        Budget of decoded chunks (the arenas of compressed keys), default
         :data:`~zarrmux.chunk_cache.DEFAULT_CACHE_BYTES` (16 MiB).  0 keeps only what a batch needs.
         Keys read as exact windows (uncompressed, local) do not use it.
     storage_options : dict, optional
@@ -422,7 +422,11 @@ class Corpus:
 
     @property
     def cache(self) -> ChunkCache:
-        """The decoded-chunk cache (statistics: ``hits``, ``misses``, ``nbytes``)."""
+        """The decoded-chunk cache of plain Zarr data, one array per entry (statistics: ``hits``, ``misses``, ``nbytes``).
+
+        Keys of a zarrmux corpus are read as exact windows or through their
+        chunk arenas (:mod:`zarrmux.chunk_arena`), not through this cache.
+        """
         self._load()
         return self._cache
 

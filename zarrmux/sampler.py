@@ -3,9 +3,11 @@
 Structure: *plan slice -> pure read function -> batch*.  A
 :class:`~zarrmux.plan.WindowPlan` decides the windows of every batch
 (cheap, in the consumer's thread); :func:`read_block` reads one batch with
-one :meth:`Corpus.read_windows` call (batched chunk reads, shared decoded-chunk
-cache); with ``prefetch > 0`` a few background threads run ``read_block``
-ahead of the consumer and the batches come out in plan order.  So the
+one :meth:`Corpus.read_windows` call (each key gathered for the whole batch
+at once); with ``prefetch > 0`` background threads run ``read_block`` ahead
+of the consumer when that pays (always for a remote store; for a local one
+when the consumer works between batches, :mod:`zarrmux.adaptive`), and the
+batches come out in plan order.  So the
 sequence of windows depends on the seed, rank and world size only, never on
 prefetch depth, threads or cache size.
 
@@ -42,7 +44,7 @@ __all__ = [
 #: batches read ahead by default (Dask: tasks in flight)
 DEFAULT_PREFETCH = 4
 #: reading threads by default for a local corpus, when prefetch runs ahead (see ``threads``)
-DEFAULT_THREADS = 2
+DEFAULT_THREADS = 1
 #: batches read ahead by default for a remote (high-latency) store
 DEFAULT_REMOTE_PREFETCH = 32
 #: most reading threads by default for a remote store: each waits for its batch's round
@@ -109,13 +111,21 @@ class WindowSampler:
         thread.  Default :data:`DEFAULT_PREFETCH` (4), or
         :data:`DEFAULT_REMOTE_PREFETCH` (32) for a remote store (a URL other
         than ``file://``, or a store object other than a ``LocalStore``).
-        With ``scheduler``: Dask tasks in flight (default 4; 0 counts as 1).
+        For a local corpus prefetch adapts (:mod:`zarrmux.adaptive`): it
+        reads in the consumer's thread while the consumer takes batches as
+        fast as they come, and runs ahead only when the consumer works
+        between batches, so it is never slower than ``prefetch=0``
+        (``tools/bench_sampler.py`` compares them); :attr:`prefetch_stats`
+        tells what it did.  With ``scheduler``: Dask tasks in flight
+        (default 4; 0 counts as 1).
     threads : int > 0 or None
-        Reading threads (default 1 for a local corpus, ``min(prefetch, 16)``
-        (:data:`DEFAULT_REMOTE_THREADS`) for a remote one).  Reading a local corpus is mostly Python and GIL-bound,
-        so more threads only help high-latency stores (HTTP, object stores),
-        where each thread waits for its own batch's round trips; on a 2-core
-        machine two threads read a local corpus slower than one.
+        Reading threads when reading ahead (default 1 for a local corpus,
+        ``min(prefetch, 16)`` (:data:`DEFAULT_REMOTE_THREADS`) for a remote
+        one).  Reading a local corpus is mostly CPU work under the GIL, so
+        more threads only help high-latency stores (HTTP, object stores),
+        where each thread waits for its own batch's round trips; the disk
+        reads of a cold local corpus overlap anyway (the shards a batch needs
+        are mapped concurrently).
     cache_bytes : int >= 0 or None
         Decoded-chunk budget when ``corpus`` is a path (default 16 MiB).
     rank, world_size : int

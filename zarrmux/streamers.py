@@ -15,8 +15,9 @@ becomes::
 Each window's start is drawn uniformly from **every** valid position
 ``0 .. rows - n`` inclusive (the seed's ``np.random.randint(n_total - n)``
 never picks the last one).  A streamer holds no data: its generator reads
-each window through :meth:`Corpus.read_windows` (batched chunk reads and the
-corpus's shared, byte-bounded decoded-chunk cache), so nothing is loaded
+each window through :meth:`Corpus.read_windows` (exact windows of
+uncompressed keys, the corpus's byte-bounded chunk arenas for compressed
+ones), so nothing is loaded
 when it is activated and nothing is left when it is deactivated.
 """
 
