@@ -207,7 +207,7 @@ class ExactWindows:
         Returns the chunks that pass, to be marked; one that fails is left
         unmarked, so the first window that needs it raises the fault naming it
         (:meth:`_verify`), and the shard's other chunks stay readable.  Runs
-        in the mapping threads (the checksum releases the GIL).
+        in the mapping threads.
         """
         r = self.reader
         first_chunk = s * self.chunks_per_shard
@@ -219,7 +219,7 @@ class ExactWindows:
             stride, body = self.stride, self.stride - fmt.CRC_BYTES
             at = self.first + (ids - first_chunk) * stride
             stored = arr[(at + body)[:, None] + np.arange(fmt.CRC_BYTES)].view("<u4").ravel()
-            computed = np.fromiter((fmt.crc32c(arr[a : a + body]) for a in at.tolist()), dtype=np.uint32, count=len(at))
+            computed = fmt.crc32c_many(arr, at.tolist(), body)
             good = ids[stored == computed]
         return good
 

@@ -44,6 +44,7 @@ __all__ = [
     "parse_index",
     "is_contiguous",
     "crc32c",
+    "crc32c_many",
     "check_crc",
     "split_crc",
     "decode_chunk",
@@ -150,6 +151,17 @@ def is_contiguous(index: np.ndarray, stride: int, first: int = 0) -> bool:
 
 
 # ----------------------------------------------------------------------------- checksums
+
+
+def crc32c_many(buffer: Any, starts: Sequence[int], length: int) -> np.ndarray:
+    """The crc32c of ``buffer[s : s + length]`` for every ``s`` of ``starts`` (uint32), holding the GIL.
+
+    One tight loop over a shard's chunks.  (Releasing the GIL around each
+    chunk measured no faster with two or four mapping threads: summing a
+    freshly read shard is bound by memory bandwidth, about 3 GB/s here.)
+    """
+    mv = memoryview(buffer).cast("B")
+    return np.array([_crc32c(mv[s : s + length], 0, 0) for s in starts], dtype=np.uint32)
 
 
 def crc32c(data: Any) -> int:
