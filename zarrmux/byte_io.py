@@ -91,13 +91,16 @@ class LocalIO:
         all its pages at once, about ten times cheaper here than taking a
         page fault for each 4 KiB page on first touch.
         """
-        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
         try:
             with open(os.path.join(self.root, *key.split("/")), "rb") as fh:
                 size = os.fstat(fh.fileno()).st_size
                 if size == 0:
                     return np.zeros(0, dtype=np.uint8)
-                m = mmap.mmap(fh.fileno(), size, flags=flags, prot=mmap.PROT_READ)
+                if hasattr(mmap, "MAP_SHARED"):  # POSIX
+                    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+                    m = mmap.mmap(fh.fileno(), size, flags=flags, prot=mmap.PROT_READ)
+                else:  # Windows
+                    m = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         return np.frombuffer(m, dtype=np.uint8)
