@@ -91,8 +91,10 @@ class WindowSampler:
         Rows per window.
     batch_size : int > 0
         Windows per batch.
-    n_active : int > 0
-        Entries active at a time (not needed for ``mode='sequential'``).
+    n_active : int > 0, or None for mode='sequential'
+        Entries active at a time.  Required in every mode but 'sequential'
+        (which visits entries in order and ignores it): ``None`` there raises
+        :class:`~zarrmux.exceptions.PescadorError` naming the mode.
     rate : float > 0 or None
         Expected windows per activation (``StochasticMux`` semantics).
     weights : array-like of float >= 0, one per entry, or None
@@ -293,6 +295,11 @@ class WindowSampler:
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        """The batches of the rest of the current epoch (or ``max_iter`` batches), in plan order.
+
+        Starting a new iteration stops the previous one.  Raises
+        :class:`~zarrmux.exceptions.PescadorError` if the sampler is closed.
+        """
         if self._closed:
             raise PescadorError("the WindowSampler is closed")
         self._stop_iteration()

@@ -335,6 +335,12 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        """This process's share of one pass, as batches of tensors.
+
+        In the main process (``num_workers=0``) the whole pass; in a
+        DataLoader worker, that worker's reader's batches, resuming where a
+        loaded state or an earlier pass of the same worker left off.
+        """
         info = get_worker_info()
         pid = os.getpid()
         if info is None:
