@@ -22,7 +22,13 @@ if "KERAS_BACKEND" not in os.environ:
             os.environ["KERAS_BACKEND"] = _backend
             break
 
-import keras  # noqa: E402
+try:
+    import keras  # noqa: E402
+except ImportError as _exc:  # keras, or its backend, is missing: say what to install, no traceback
+    raise SystemExit(
+        f"keras_fit.py needs keras and a backend ({_exc}): pip install keras tensorflow "
+        "(or jax, or torch, instead of tensorflow)"
+    ) from None
 import numpy as np  # noqa: E402
 
 import zarrmux  # noqa: E402

@@ -7,6 +7,7 @@ test dependency); every other example always runs.
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,24 @@ def test_example_runs(name: str, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
     assert proc.stdout.rstrip().endswith("OK"), proc.stdout
+
+
+def test_keras_example_without_keras_says_what_to_install(tmp_path: Path) -> None:
+    """Runs everywhere: a ``keras`` package that raises ImportError shadows any real keras."""
+    shim = tmp_path / "nokeras" / "keras"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text('raise ImportError("No module named \'keras\' (blocked by the test)")\n')
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(shim.parent), env.get("PYTHONPATH")) if p)
+    work = tmp_path / "work"
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "keras_fit.py"), "--workdir", str(work), "--steps", "1"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
+    )
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "pip install keras" in lines[0] and "blocked by the test" in lines[0], lines[0]
+    assert proc.stdout == ""
+    assert not work.exists()  # it stopped before doing any work
