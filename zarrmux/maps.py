@@ -20,11 +20,35 @@ from .util import RandomLike, get_rng, is_legacy_rng
 __all__ = ["buffer_stream", "tuples", "keras_tuples", "cache"]
 
 
+def __stack_data(data: list[Any], axis: int | None) -> dict[Any, np.ndarray]:
+    """Stack a list of dict items key by key (pescador's ``maps.__stack_data``).
+
+    Parameters
+    ----------
+    data : non-empty list of dict
+        Items sharing the keys of ``data[0]``.
+    axis : int or None
+        ``None`` stacks along a new leading axis; an int concatenates along it.
+
+    Returns
+    -------
+    dict
+        One array per key of ``data[0]``.
+
+    Raises
+    ------
+    TypeError, AttributeError
+        For items that are not data-like, as pescador's (module-level, so the
+        double underscore is not name-mangled).
+    """
+    if axis is None:
+        return {key: np.array([x[key] for x in data]) for key in data[0].keys()}
+    return {key: np.concatenate([x[key] for x in data], axis=axis) for key in data[0].keys()}
+
+
 def _stack_data(data: list[Any], axis: int | None) -> dict[Any, np.ndarray]:
     try:
-        if axis is None:
-            return {key: np.array([x[key] for x in data]) for key in data[0].keys()}
-        return {key: np.concatenate([x[key] for x in data], axis=axis) for key in data[0].keys()}
+        return __stack_data(data, axis)
     except (TypeError, AttributeError) as ex:
         raise DataError(f"Malformed data stream: {data}") from ex
 
