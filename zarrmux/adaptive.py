@@ -45,6 +45,8 @@ __all__ = ["adaptive_map", "AdaptiveStats"]
 T = TypeVar("T")
 R = TypeVar("R")
 
+#: the end of the tasks (``next(it, _END)``)
+_END: Any = object()
 #: weight of the newest timing in the moving averages
 _ALPHA = 0.2
 #: run ahead above this share of the read time, come back below the lower one
@@ -151,5 +153,3 @@ def _adaptive(fn: Callable[[T], R], it: Iterator[T], depth: int, threads: int, n
             pool.shutdown([f for _, f in pending])
         pending.clear()
 
-
-_END: Any = object()

@@ -267,14 +267,17 @@ class ArrayReader:
             chunks = range(shard * self.chunks_per_shard, (shard + 1) * self.chunks_per_shard)
             raise ChunkFault(self, chunks, f"{self.object_key(shard)} (shard index of {self.label!r})", str(exc)) from None
 
-    def load_index(self, shard: int) -> np.ndarray:
-        """Read, check and cache the index of one shard."""
-        req = self.index_request(shard)
-        (raw,) = self.io.read_many([req])
+    def accept_index(self, shard: int, raw: Any) -> np.ndarray:
+        """The index of ``shard`` from its stored bytes (just read by :attr:`io`): checked, bounded, cached."""
         idx = self.decode_index(raw, shard)
-        self.note_size(shard, self.io.take_size(req.key))
+        self.note_size(shard, self.io.take_size(self.object_key(shard)))
         self.cache_index(shard, idx)
         return idx
+
+    def load_index(self, shard: int) -> np.ndarray:
+        """Read, check and cache the index of one shard."""
+        (raw,) = self.io.read_many([self.index_request(shard)])
+        return self.accept_index(shard, raw)
 
     def chunk_request(self, index: np.ndarray, c: int) -> ByteRequest | None:
         """The byte range of row chunk ``c`` given its shard's index; ``None`` for an absent chunk.
@@ -320,16 +323,13 @@ class ArrayReader:
         if self.codecs is None or not self.codecs.crc:
             self.mark_verified(c)
             return raw
-        if len(raw) < fmt.CRC_BYTES:
-            raise self.fault(c, f"chunk of {len(raw)} bytes is too short for its crc32c")
-        body = raw[: len(raw) - fmt.CRC_BYTES]
-        bit = 1 << (c & 7)
-        if not self.verified[c >> 3] & bit:
-            try:
-                fmt.check_crc(body, bytes(raw[len(raw) - fmt.CRC_BYTES :]))
-            except fmt.FormatError as exc:
-                raise self.fault(c, str(exc)) from None
-            self.mark_verified(c)
+        if self.verified[c >> 3] & (1 << (c & 7)):
+            return raw[: max(0, len(raw) - fmt.CRC_BYTES)]
+        try:
+            body = fmt.split_crc(raw)
+        except fmt.FormatError as exc:
+            raise self.fault(c, str(exc)) from None
+        self.mark_verified(c)
         return body
 
     # -- decoding

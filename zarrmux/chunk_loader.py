@@ -125,11 +125,8 @@ def _load_indexes(misses: dict[ArrayReader, list[int]]) -> dict[tuple[int, int],
     try:
         for io, items in reads.items():
             reqs = [reader.index_request(s) for reader, s in items]
-            for (reader, s), req, raw in zip(items, reqs, io.read_many(reqs)):
-                idx = reader.decode_index(raw, s)
-                reader.note_size(s, io.take_size(req.key))
-                indexes[(reader.uid, s)] = idx
-                reader.cache_index(s, idx)
+            for (reader, s), raw in zip(items, io.read_many(reqs)):
+                indexes[(reader.uid, s)] = reader.accept_index(s, raw)
     finally:
         for items in reads.values():
             for reader, s in items:

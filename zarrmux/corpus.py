@@ -12,12 +12,13 @@ arrays (*keys*) sharing their leading axis ("rows").  Two kinds of store open:
   such groups is a corpus of entries.  Finding the arrays lists the store
   (or uses consolidated metadata).
 
-All reads go through :meth:`Corpus.read_windows`, which plans a whole batch
-at once.  A key stored uncompressed in local files is copied window by
-window straight from the memory-mapped shards into the batch
-(:mod:`zarrmux.exact_windows`); any other key goes through decoded chunks,
-fetched together and kept in a byte-bounded cache shared by the corpus's
-entries and threads (:mod:`zarrmux.chunk_loader`).
+All reads go through :meth:`Corpus.read_windows`, which sends each key of a
+whole batch to one reader: a key of a zarrmux corpus stored uncompressed in
+local files is gathered straight from its memory-mapped shards
+(:mod:`zarrmux.exact_windows`); any other key of a zarrmux corpus is decoded
+into its chunk arena, bounded by ``cache_bytes`` (:mod:`zarrmux.chunk_arena`);
+plain Zarr data (one array per entry) goes through decoded chunks fetched
+together and a byte-bounded cache (:mod:`zarrmux.chunk_loader`).
 """
 
 from __future__ import annotations

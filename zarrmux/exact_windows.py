@@ -183,8 +183,8 @@ class ExactWindows:
         if arr is None:
             return None, np.zeros(self.chunks_per_shard, dtype=bool), 0, np.zeros(0, dtype=np.int64)
         size = len(arr)
-        raw = arr[size - r.index_nbytes :] if r.index_at_end else arr[: r.index_nbytes]
-        index = r.decode_index(raw.tobytes() if size >= r.index_nbytes else arr.tobytes(), s)
+        raw = arr[max(0, size - r.index_nbytes) :] if r.index_at_end else arr[: r.index_nbytes]
+        index = r.decode_index(raw.tobytes(), s)  # a short file: "too short for its index"
         if not fmt.is_contiguous(index, self.stride, self.first):
             return None
         present = index[:, 1] != fmt.EMPTY
