@@ -87,3 +87,21 @@ def test_demo_data_is_full_precision_and_old_archives_are_remade(tmp_path: Path)
     with np.load(tmp_path / "archives" / "song00000.npz") as d:
         np.testing.assert_array_equal(corpus.read_rows(0, "X", 0, 10), d["X"][:10])
     assert "converted 2 entries" in result.convert_summary
+
+
+def test_the_demo_command_says_where_its_files_are(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def demo(*args: str) -> str:
+        cmd = [sys.executable, "-m", "zarrmux", "demo", "--archives", "2", "--batches", "2", *args]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    kept = demo("--dir", str(tmp_path))
+    assert kept.startswith(f"files kept in {tmp_path}")
+    assert (tmp_path / "corpus.zarr").is_dir() and list((tmp_path / "archives").glob("*.npz"))
+    gone = demo()
+    m = re.match(r"files were in (\S+) and are deleted", gone)
+    assert m and not Path(m.group(1)).exists()

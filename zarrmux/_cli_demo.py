@@ -30,7 +30,9 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit("zarrmux demo: --archives and --batches must be > 0")
     if args.dir:
         run_demo(args.dir, archives=args.archives, batches=args.batches, seed=args.seed)
+        print(f"files kept in {args.dir}: the archives in archives/, the corpus in corpus.zarr")
     else:
         with tempfile.TemporaryDirectory(prefix="zarrmux-demo-") as tmp:
             run_demo(tmp, archives=args.archives, batches=args.batches, seed=args.seed)
+        print(f"files were in {tmp} and are deleted; --dir DIR keeps them")
     return 0
