@@ -17,6 +17,25 @@ array's metadata, how such a chunk is stored (:attr:`ArrayReader.mode`):
     trailing axes, unusual codecs): the chunk's rows are read through
     zarr-python slicing.  Correct, slower.
 
+What a reader checks (the rules of every read path)
+----------------------------------------------------
+* Each shard index when it is read: its crc32c and length, and, once the
+  object's size is known, that every inner chunk it lists lies inside the
+  object (a truncated shard is never read).
+* Each inner chunk on its first read by the process: its crc32c
+  (:meth:`ArrayReader.check_crc`).
+* An absent shard object or inner chunk reads as the fill value, as Zarr
+  says, unless the array is declared *complete* (:meth:`ArrayReader.require`,
+  done by :class:`zarrmux.Corpus` for the keys :func:`zarrmux.convert` wrote,
+  which stores every chunk of every entry's rows): then it raises
+  :class:`ChunkFault` with ``missing=True``, and each shard index must list
+  every chunk its entries' rows need and account for the object's size
+  exactly (:meth:`ArrayReader.check_shard`).
+* A :class:`ChunkFault` names the stored object; the corpus turns it into a
+  :class:`~zarrmux.exceptions.DataError` naming the entry and key too.
+  Shards swapped with others of the same size pass all of this: only
+  :meth:`zarrmux.Corpus.verify` (the entries' sha256) sees them.
+
 The byte format (index layout, codecs, crc) is :mod:`zarrmux.shard_format`;
 fetching bytes is :mod:`zarrmux.byte_io`; which chunks a batch needs and
 decoding them is :mod:`zarrmux.chunk_loader`; exact windows of uncompressed
@@ -48,24 +67,44 @@ _uid = itertools.count()
 
 
 class ChunkFault(Exception):
-    """Corrupt or unreadable stored data in one object of one array.
+    """Corrupt, missing or unreadable stored data in one object of one array.
 
     Attributes
     ----------
-    reader : ArrayReader
-        The array.
+    reader : ArrayReader or None
+        The array (``None`` once the fault has been pickled: a reader holds
+        locks and mappings, so it does not travel with the fault).
     chunks : list of int
         The row chunks that could not be produced.
     where : str
         The stored object (store key, and inner chunk when sharded).
+    missing : bool
+        The object or inner chunk does not exist (deleted, never uploaded,
+        answered 404), in an array whose every chunk of entry rows is stored.
     """
 
-    def __init__(self, reader: "ArrayReader", chunks: Sequence[int], where: str, message: str) -> None:
+    def __init__(self, reader: "ArrayReader | None", chunks: Sequence[int], where: str, message: str, missing: bool = False) -> None:
         super().__init__(f"{where}: {message}")
         self.reader = reader
         self.chunks = list(chunks)
         self.where = where
         self.message = message
+        self.missing = missing
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Dask pickles an exception's __cause__ chain (tblib): without the reader, a fault pickles
+        return _chunk_fault, (self.chunks, self.where, self.message, self.missing)
+
+
+def _chunk_fault(chunks: list[int], where: str, message: str, missing: bool) -> ChunkFault:
+    return ChunkFault(None, chunks, where, message, missing)
+
+
+#: what a missing object means for an array of a corpus the converter wrote
+MISSING = (
+    "the object does not exist in the store (deleted, never uploaded, or the server answered 404 Not Found); "
+    "a corpus written by zarrmux.convert stores every chunk of its entries' rows, so this is never the fill value"
+)
 
 
 class ArrayReader:
@@ -108,6 +147,9 @@ class ArrayReader:
         self._bounds: dict[int, tuple[int, int]] = {}
         #: ``shard -> Event`` of index reads in progress (see :meth:`claim_index`)
         self._pending: dict[int, threading.Event] = {}
+        #: per shard: rows (from its first row) that entries occupy, whose chunks must be stored;
+        #: ``None``: absent objects and chunks read as the fill value (see :meth:`require`)
+        self.required: np.ndarray | None = None
         self._analyse()
         if self.mode == "zarr":
             # cut big chunks into row blocks so one window does not fetch a huge block
@@ -216,6 +258,91 @@ class ArrayReader:
                     self._fill = a
         return self._fill
 
+    # -- completeness: arrays of a corpus the converter wrote
+    @property
+    def complete(self) -> bool:
+        """Whether every inner chunk holding entry rows is stored (:meth:`require`): an absent one is an error."""
+        return self.required is not None
+
+    def require(self, rows: np.ndarray) -> None:
+        """Declare the array complete: shard ``s`` stores at least the inner chunks of its first ``rows[s]`` rows.
+
+        What :func:`zarrmux.convert` writes: every entry's rows, each shard
+        holding the inner chunks ``0 .. ceil(written rows / chunk_rows)`` and
+        nothing else but its index (:func:`zarrmux.shard_format.encode_shard`,
+        which stores all-fill chunks too).  From then on a missing shard
+        object, or an inner chunk the entries' rows need that is absent from
+        its shard's index, raises :class:`ChunkFault` (``missing=True``)
+        instead of reading as the fill value, and each shard index is checked
+        against its position and the object's size (:meth:`check_shard`).
+        Only for ``'shard'`` mode.
+
+        Parameters
+        ----------
+        rows : numpy.ndarray of int, shape (n_shards,)
+            Per shard, the rows from its first row that entries occupy (0 to ``shard_rows``).
+        """
+        if self.mode != "shard":
+            raise ValueError(f"array {self.label!r} is not sharded ({self.mode!r} mode): it cannot be declared complete")
+        self.required = np.asarray(rows, dtype=np.int64)
+
+    def required_chunks(self, shard: int) -> int:
+        """Inner chunks of ``shard`` that must be stored (0 when the array is not complete)."""
+        req = self.required
+        if req is None or not 0 <= shard < len(req):
+            return 0
+        return -(-int(req[shard]) // self.chunk_rows)
+
+    def _shard_fault(self, shard: int, where: str, message: str, missing: bool = False) -> ChunkFault:
+        first = shard * self.chunks_per_shard
+        return ChunkFault(self, range(first, first + self.chunks_per_shard), where, message, missing)
+
+    def missing_shard(self, shard: int) -> ChunkFault:
+        """The :class:`ChunkFault` of a complete array's shard object that does not exist."""
+        r0 = shard * self.shard_rows
+        r1 = r0 + (int(self.required[shard]) if self.required is not None and shard < len(self.required) else self.shard_rows)
+        return self._shard_fault(shard, f"{self.object_key(shard)} (shard {shard} of {self.label!r}, rows {r0}:{r1})", MISSING, True)
+
+    def check_shard(self, shard: int, index: np.ndarray, size: int | None) -> None:
+        """Check that a complete array's shard index describes a shard written for this position.
+
+        Vectorised, once per shard index read: every inner chunk the
+        position's entry rows need (:meth:`required_chunks`) is present, and,
+        when the object's size is known, the present chunks fill the chunk
+        data exactly (no bytes missing, none added).  A shard written for a
+        position holding fewer rows (the last shard of a conversion unit put
+        where a full one belongs), or one with chunks cut out or bytes added,
+        raises :class:`ChunkFault` naming the shard, and nothing of it is
+        read.  (Shards holding as many chunks swapped with each other pass:
+        only :meth:`zarrmux.Corpus.verify` sees those.)
+        """
+        if self.required is None:
+            return
+        where = f"{self.object_key(shard)} (shard index of {self.label!r})"
+        present = index[:, 1] != fmt.EMPTY
+        need = self.required_chunks(shard)
+        if not present[:need].all():
+            r0 = shard * self.shard_rows
+            absent = int(np.argmin(present[:need]))
+            raise self._shard_fault(
+                shard,
+                where,
+                f"inner chunk {absent} is absent from the shard's index, yet entries' rows {r0}:{r0 + int(self.required[shard])} "  # type: ignore[index]
+                f"need its chunks 0:{need} ({int(present.sum())} present): the shard is not the one zarrmux.convert "
+                "wrote at this position (misplaced, swapped or damaged)",
+                missing=True,
+            )
+        if size is not None:
+            data = size - self.index_nbytes
+            held = int(index[present, 1].sum(dtype=np.uint64))
+            if held != data:
+                raise self._shard_fault(
+                    shard,
+                    where,
+                    f"the shard object holds {data} bytes of chunk data, its index accounts for {held}: "
+                    "the shard is truncated, padded, or not the one its index describes",
+                )
+
     # -- shard indexes
     def index_request(self, shard: int) -> ByteRequest:
         """The byte request of shard ``shard``'s index."""
@@ -268,9 +395,19 @@ class ArrayReader:
             raise ChunkFault(self, chunks, f"{self.object_key(shard)} (shard index of {self.label!r})", str(exc)) from None
 
     def accept_index(self, shard: int, raw: Any) -> np.ndarray:
-        """The index of ``shard`` from its stored bytes (just read by :attr:`io`): checked, bounded, cached."""
+        """The index of ``shard`` from its stored bytes (just read by :attr:`io`, ``None``: no such object): checked, bounded, cached.
+
+        For a complete array (:meth:`require`), a missing shard object whose
+        rows entries need, or an index failing :meth:`check_shard`, raises
+        :class:`ChunkFault`.
+        """
+        if raw is None and self.required_chunks(shard):
+            raise self.missing_shard(shard)
         idx = self.decode_index(raw, shard)
-        self.note_size(shard, self.io.take_size(self.object_key(shard)))
+        size = self.io.take_size(self.object_key(shard))
+        if raw is not None:
+            self.check_shard(shard, idx, size)
+        self.note_size(shard, size)
         self.cache_index(shard, idx)
         return idx
 
@@ -280,13 +417,16 @@ class ArrayReader:
         return self.accept_index(shard, raw)
 
     def chunk_request(self, index: np.ndarray, c: int) -> ByteRequest | None:
-        """The byte range of row chunk ``c`` given its shard's index; ``None`` for an absent chunk.
+        """The byte range of row chunk ``c`` given its shard's index; ``None`` for an absent chunk (the fill value).
 
-        Raises :class:`ChunkFault` for an index entry that cannot be right.
+        Raises :class:`ChunkFault` for an index entry that cannot be right,
+        and for an absent chunk of a complete array (:meth:`require`).
         """
         s, i = divmod(c, self.chunks_per_shard)
         off, nb = index[i].tolist()
         if off == fmt.EMPTY and nb == fmt.EMPTY:
+            if self.required is not None:
+                raise ChunkFault(self, [c], self.describe_chunk(c), "the inner chunk is absent from its shard's index: " + MISSING, True)
             return None
         if off == fmt.EMPTY or nb == fmt.EMPTY or nb > fmt.MAX_CHUNK_NBYTES:
             raise self.fault(c, f"bad shard index entry (offset {off}, nbytes {nb})")

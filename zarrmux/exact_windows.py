@@ -21,7 +21,12 @@ What is checked, and when
 -------------------------
 * When a shard is first mapped: its index (crc32c), that every present inner
   chunk sits where the contiguous layout puts it, and that the file holds
-  them all (a truncated shard raises).
+  them all (a truncated shard raises).  For a corpus the converter wrote
+  (:meth:`~zarrmux.array_reader.ArrayReader.require`), also that the shard
+  file exists, that its index lists every chunk its entries' rows need, and
+  that the file is exactly that long
+  (:meth:`~zarrmux.array_reader.ArrayReader.check_shard`): a deleted or
+  misplaced shard raises instead of reading as the fill value.
 * When an inner chunk is first read by this process: its crc32c, over the
   whole chunk (:meth:`~zarrmux.array_reader.ArrayReader.check_crc`, the rule
   every reader follows).  A mismatch raises :class:`ChunkFault`, which the
@@ -30,7 +35,8 @@ What is checked, and when
   bit per inner chunk) and later windows of it are copied without a check.
 * A chunk absent from its shard's index, or a shard that is not laid out
   contiguously (written by another tool), sends the batch through the
-  general chunk path of :mod:`zarrmux.chunk_loader`.
+  general chunk path of :mod:`zarrmux.chunk_loader` (which reads an absent
+  chunk as the fill value, or raises for a corpus the converter wrote).
 
 Memory: the reader's bit set (``n_chunks / 8`` bytes) and at most :data:`MAX_MAPS`
 mapped files per key.  Mapped pages are the page cache's: they count in the
@@ -181,10 +187,13 @@ class ExactWindows:
         r = self.reader
         arr = self.io.map_file(r.object_key(s))
         if arr is None:
+            if r.required_chunks(s):  # a complete array: entries' rows live there
+                raise r.missing_shard(s)
             return None, np.zeros(self.chunks_per_shard, dtype=bool), 0, np.zeros(0, dtype=np.int64)
         size = len(arr)
         raw = arr[max(0, size - r.index_nbytes) :] if r.index_at_end else arr[: r.index_nbytes]
         index = r.decode_index(raw.tobytes(), s)  # a short file: "too short for its index"
+        r.check_shard(s, index, size)  # a complete array: the chunks its position needs, nothing more in the file
         if not fmt.is_contiguous(index, self.stride, self.first):
             return None
         present = index[:, 1] != fmt.EMPTY
