@@ -57,3 +57,73 @@ def test_bad_fractions_are_named(fractions, match):
 def test_bad_seed_is_named():
     with pytest.raises(PescadorError, match="seed=-1"):
         split_names(NAMES, FRACTIONS, seed=-1)
+
+
+# ---------------------------------------------------------------- corpus views
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+import zarrmux
+from zarrmux.exceptions import CorpusError
+from zarrmux.testing import make_npz_archives
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("views")
+    zarrmux.convert(make_npz_archives(d / "a", 12, min_rows=200, max_rows=400, features=4, seed=1), d / "c.zarr")
+    return d
+
+
+def test_split_views_are_disjoint_cover_the_corpus_and_read_their_own_rows(corpus_dir: Path) -> None:
+    with zarrmux.open_corpus(corpus_dir / "c.zarr") as c:
+        sides = c.split({"train": 0.75, "val": 0.25}, seed=0)
+        assert sorted(sides["train"].names + sides["val"].names) == sorted(c.names)
+        assert not set(sides["train"].names) & set(sides["val"].names)
+        val = sides["val"]
+        assert val.names == split_names(c.names, {"train": 0.75, "val": 0.25})["val"]
+        for e in val:
+            np.testing.assert_array_equal(e["X"][:], c[e.name]["X"][:])
+            assert e.rows == c[e.name].rows
+            val.verify(e.name)  # the entry's own stored checksum, not that of the view's position
+        again = pickle.loads(pickle.dumps(val))  # what DataLoader workers and Dask receive
+        assert again.names == val.names
+        # a sampler over the view draws windows of the view's entries only
+        with zarrmux.WindowSampler(val, 8, batch_size=4, n_active=2, seed=0) as s:
+            entries = np.concatenate([e for e, _ in s.windows()])
+            assert set(entries.tolist()) <= set(range(len(val)))
+            batches = list(s)
+        assert batches and all(b["X"].shape == (4, 8, 4) for b in batches)
+        # the streamers of the view, too
+        streams = val.streamers(8)
+        assert len(streams) == len(val)
+
+
+def test_a_name_keeps_its_side_after_an_append(corpus_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    dest = tmp_path / "c.zarr"
+    shutil.copytree(corpus_dir / "c.zarr", dest)
+    fr = {"train": 0.5, "val": 0.5}
+    with zarrmux.open_corpus(dest) as c:
+        before = {side: v.names for side, v in c.split(fr, seed=7).items()}
+    zarrmux.convert(make_npz_archives(tmp_path / "more", 6, min_rows=200, max_rows=300, features=4, seed=2, prefix="more"), dest)
+    with zarrmux.open_corpus(dest) as c:
+        assert len(c) == 18
+        after = {side: v.names for side, v in c.split(fr, seed=7).items()}
+    for side in fr:
+        assert set(before[side]) <= set(after[side])
+
+
+def test_select_by_names_and_predicate(corpus_dir: Path) -> None:
+    with zarrmux.open_corpus(corpus_dir / "c.zarr") as c:
+        picked = c.select([c.names[3], c.names[1]])
+        assert picked.names == [c.names[3], c.names[1]]
+        odd = c.select(lambda name: int(name[-1]) % 2 == 1)
+        assert odd.names == [n for n in c.names if int(n[-1]) % 2 == 1]
+        with pytest.raises(CorpusError, match="'nope'"):
+            c.select(["nope"]).names
+        with pytest.raises(CorpusError, match="listed twice"):
+            c.select([c.names[0], c.names[0]]).names

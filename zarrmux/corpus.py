@@ -60,7 +60,7 @@ import operator
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -93,6 +93,7 @@ def open_corpus(
     cache_bytes: int | None = None,
     storage_options: dict[str, Any] | None = None,
     backend: str = "auto",
+    entries: Sequence[str] | None = None,
 ) -> "Corpus":
     """Open a corpus for reading.
 
@@ -123,6 +124,10 @@ def open_corpus(
         retries failed requests with backoff before an error is raised (a
         few seconds for a server answering 500); tune it with
         ``storage_options={"retry_config": {...}}``.
+    entries : sequence of str, optional
+        Only these entries, in this order (default: every entry).  The
+        view is a corpus of its own for every sampler, streamer and the torch
+        dataset; :meth:`Corpus.split` and :meth:`Corpus.select` make such views.
 
     Returns
     -------
@@ -136,7 +141,9 @@ def open_corpus(
     UnknownKeyError
         A key of ``keys`` is not in the corpus (also a ``KeyError``).
     """
-    corpus = Corpus(path_or_url, keys=keys, cache_bytes=cache_bytes, storage_options=storage_options, backend=backend)
+    corpus = Corpus(
+        path_or_url, keys=keys, cache_bytes=cache_bytes, storage_options=storage_options, backend=backend, entries=entries
+    )
     corpus._load()
     return corpus
 
@@ -196,6 +203,7 @@ class Corpus:
         cache_bytes: int | None = None,
         storage_options: dict[str, Any] | None = None,
         backend: str = "auto",
+        entries: Sequence[str] | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r} must be one of {BACKENDS}")
@@ -210,6 +218,9 @@ class Corpus:
         if self._cache_bytes < 0:
             raise ValueError(f"cache_bytes={cache_bytes} must be >= 0")
         self._storage_options = dict(storage_options) if storage_options else None
+        if isinstance(entries, str):
+            raise CorpusError(f"entries={entries!r} must be a sequence of entry names, not one string")
+        self._req_entries = None if entries is None else tuple(str(e) for e in entries)
         self._loaded = False
         self._closed = False
         self._load_lock = threading.Lock()
@@ -222,6 +233,7 @@ class Corpus:
             "cache_bytes": self._cache_bytes,
             "storage_options": self._storage_options,
             "backend": self._backend,
+            "entries": self._req_entries,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -231,6 +243,7 @@ class Corpus:
             cache_bytes=state["cache_bytes"],
             storage_options=state["storage_options"],
             backend=state.get("backend", "auto"),
+            entries=state.get("entries"),
         )
 
     # ------------------------------------------------------------------ opening
@@ -467,6 +480,25 @@ class Corpus:
         rid: dict[str, np.ndarray],
         off: dict[str, np.ndarray],
     ) -> None:
+        #: each entry's position in the whole store (its row of ``index/*``)
+        self._stored_at = np.arange(len(names), dtype=np.int64)
+        if self._req_entries is not None:
+            pos = {nm: i for i, nm in enumerate(names)}
+            unknown = [nm for nm in self._req_entries if nm not in pos]
+            if unknown:
+                raise CorpusError(
+                    f"entries=: {len(unknown)} name(s) not in corpus {self.path!r}, first {unknown[0]!r}"
+                    + ("" if len(unknown) == 1 else f", then {unknown[1:4]!r}")
+                )
+            if len(set(self._req_entries)) != len(self._req_entries):
+                dup = next(nm for i, nm in enumerate(self._req_entries) if nm in self._req_entries[:i])
+                raise CorpusError(f"entries=: entry {dup!r} is listed twice")
+            at = np.array([pos[nm] for nm in self._req_entries], dtype=np.int64)
+            names = list(self._req_entries)
+            rows = np.asarray(rows, dtype=np.int64)[at]
+            rid = {k: v[at] for k, v in rid.items()}
+            off = {k: v[at] for k, v in off.items()}
+            self._stored_at = at
         self._names = names
         self._rows = np.asarray(rows, dtype=np.int64)
         self._rows.flags.writeable = False
@@ -772,6 +804,50 @@ class Corpus:
             return DataError(f"missing data in corpus {self.path!r}: {who}, key {key!r}, object {fault.where}: {fault.message}")
         return DataError(f"corrupt data in corpus {self.path!r}: {who}, key {key!r}, chunk {fault.where}: {fault.message}")
 
+    # ------------------------------------------------------------------ views
+    def select(self, which: Iterable[str] | Callable[[str], bool]) -> "Corpus":
+        """A view of some entries: names (in the order given) or a predicate on the name.
+
+        The view reads the same store with the same options, and every
+        sampler, streamer and the torch dataset take it like any corpus
+        (it pickles as path, options and names).
+        """
+        self._load()
+        names = [nm for nm in self._names if which(nm)] if callable(which) else [str(nm) for nm in which]
+        return Corpus(
+            self._target, keys=self._req_keys, cache_bytes=self._cache_bytes,
+            storage_options=self._storage_options, backend=self._backend, entries=names,
+        )
+
+    def split(self, fractions: Mapping[str, float], seed: int = 0) -> dict[str, "Corpus"]:
+        """Deterministic views by entry: ``corpus.split({"train": 0.9, "val": 0.1}, seed=0)``.
+
+        An entry's side depends on its name and ``seed`` only
+        (:func:`zarrmux.splits.split_names`), so entries appended later never
+        move an existing entry to another side.  Sizes follow the fractions
+        up to sampling noise; the sides are disjoint and cover the corpus.
+        """
+        from .splits import split_names
+
+        self._load()
+        return {side: self.select(names) for side, names in split_names(self._names, fractions, seed).items()}
+
+    def io_counters(self) -> dict[str, int]:
+        """Storage counters since the corpus was opened: ``bytes_read``, ``requests``, ``retries``
+        (from its byte reader, where it counts them) and decoded-chunk ``chunk_hits`` / ``chunk_misses``
+        (arenas and the cache).  :mod:`zarrmux.stats` reports their growth."""
+        self._load()
+        out = {"bytes_read": 0, "requests": 0, "retries": 0, "chunk_hits": self._cache.hits, "chunk_misses": self._cache.misses}
+        for arena in list(self._arena.values()):
+            out["chunk_hits"] += arena.hits
+            out["chunk_misses"] += arena.misses
+        for k, v in getattr(self._io, "counters", dict)().items():
+            if k in out:
+                out[k] += int(v)
+        for ex in list(self._exact.values()):
+            out["bytes_read"] += ex.bytes_mapped
+        return out
+
     def streamers(self, n: int, **kwargs: Any) -> list[Any]:
         """One :func:`zarrmux.window_streamer` per entry with at least ``n`` rows.
 
@@ -804,17 +880,18 @@ class Corpus:
         if not hasattr(self, "meta"):
             return
         index = layout.read_index(self._root, self.meta.n_entries)
-        expected = str(index["checksum"][e.position])
+        stored = int(self._stored_at[e.position])
+        expected = str(index["checksum"][stored])
         if not expected:
-            obj = self._index_object(self._root, "checksum", e.position)
+            obj = self._index_object(self._root, "checksum", stored)
             if self._absent([obj]):
                 raise DataError(
                     f"entry {e.name!r} of corpus {self.path!r} cannot be verified: index object {obj!r} "
                     "holding its checksum is missing (deleted, or answered 404)"
                 )
             return
-        full = Corpus(self._target, cache_bytes=0, storage_options=self._storage_options, backend=self._backend)
-        arrays = {k: full.read_rows(e.position, k, 0, int(e.rows)) for k in full.keys}
+        with Corpus(self._target, cache_bytes=0, storage_options=self._storage_options, backend=self._backend) as full:
+            arrays = {k: full.read_rows(stored, k, 0, int(e.rows)) for k in full.keys}
         actual = layout.checksum_arrays(arrays)
         if actual != expected:
             raise DataError(f"entry {e.name!r} of corpus {self.path!r} fails its checksum: stored {expected}, computed {actual}")

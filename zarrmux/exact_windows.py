@@ -137,6 +137,8 @@ class ExactWindows:
         #: False once a shard turned out not to be contiguous: the key goes through the chunk path
         self.enabled = True
         self._arange = np.arange(0, dtype=np.int64)
+        #: bytes of the shard files mapped (each read once, with MAP_POPULATE), for statistics
+        self.bytes_mapped = 0
 
     def _steps(self, n: int) -> np.ndarray:
         steps = self._arange
@@ -175,6 +177,7 @@ class ExactWindows:
                     maps = self._maps = _Maps(self.n_shards)
                 if arr is not None:
                     maps.arrays[s] = arr
+                    self.bytes_mapped += len(arr)
                 maps.present[s] = present
                 maps.base[s] = base
                 maps.limit[s] = limit
