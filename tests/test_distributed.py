@@ -111,6 +111,23 @@ def test_same_batches_as_without_dask(client: Any, path: str, kw: dict[str, Any]
     assert _wait_no_tasks(client) == []  # everything released
 
 
+def test_dask_ranks_read_the_global_stream_and_resume_on_another_world_size(client: Any, path: str) -> None:
+    """Rank r of 2 through Dask: global batches r, r + 2, ... of the one-process stream; its state
+    continues on 3 ranks (each with global batch position + r)."""
+    whole = _run(path, prefetch=0, epoch_batches=8)
+    for r in range(2):
+        _same(_run(path, scheduler=client, rank=r, world_size=2, epoch_batches=8, batches_per_task=2), whole[r::2])
+    with _sampler(path, scheduler=client, rank=1, world_size=2, epoch_batches=8, batches_per_task=2) as s:
+        it = iter(s)
+        _same([next(it), next(it)], [whole[1], whole[3]])
+        state = s.state_dict()
+    assert state["position"] == 4
+    for r in range(3):
+        with _sampler(path, scheduler=client, rank=r, world_size=3, epoch_batches=8, batches_per_task=1) as s3:
+            s3.load_state_dict(state)
+            _same(list(s3), [whole[4 + r], whole[(7 + r) % 8]])  # (the last round padded from the epoch's start)
+
+
 def test_epochs_and_state_dict_resume_with_dask(client: Any, path: str) -> None:
     ref = _sampler(path, prefetch=0, epoch_batches=7)
     want = [b for _ in range(2) for b in ref]  # two epochs

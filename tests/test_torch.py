@@ -1,4 +1,4 @@
-"""zarrmux.torch on a real torch (CPU build): DataLoader with 0 and 2 workers, sharding, resume, fork safety, DDP.
+"""zarrmux.torch on a real torch (CPU build): DataLoader with 0 and 2 workers, the global stream, resume, fork safety, DDP.
 
 The corpus has a key ``I`` holding ``entry * 100_000 + row``, so every window
 names its entry and start: ``I[b, 0]``.  DataLoader worker start-up costs
@@ -26,6 +26,8 @@ from zarrmux.exceptions import PescadorError
 from zarrmux.sampler import WindowSampler
 from zarrmux.testing import write_corpus
 from zarrmux.torch import WindowDataset, WindowLoader
+
+pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create")
 
 N = 8
 ROWS = (300, 517, 64, 1000, 250, 120, 777, 401, 333, 222, 5)  # the last entry is shorter than N
@@ -107,16 +109,24 @@ def test_errors(corpus: Any) -> None:
         WindowDataset(path, N, n_active=2)
     with pytest.raises(PescadorError, match="n_active=0"):
         _ds(path, n_active=0)
-    # 10 eligible entries cannot feed 11 readers: named in the message
-    with pytest.raises(PescadorError, match="num_workers=11"):
-        _ds(path)._make_plan(10, 11)
+    with pytest.raises(PescadorError, match="rank=2"):
+        _ds(path, rank=2, world_size=2)
+    with pytest.raises(PescadorError, match="epochs=0"):
+        _ds(path, epochs=0)
     state = ds.state_dict()
     with pytest.raises(PescadorError, match="seed=7"):
         _ds(path, seed=8).load_state_dict(state)
-    with pytest.raises(PescadorError, match="rank"):
-        _ds(path, rank=1, world_size=2).load_state_dict(state)
-    with pytest.raises(PescadorError, match="not a WindowDataset state"):
+    # another corpus (or other parameters) is refused, naming the cause
+    with pytest.raises(PescadorError, match="another configuration or corpus"):
+        _ds(path, batch_size=5).load_state_dict(state)
+    with pytest.raises(PescadorError, match="not a WindowSampler or WindowDataset state"):
         ds.load_state_dict({"plan": {}})
+    # a state of any rank / world size loads (elastic); so does a WindowSampler's
+    _ds(path, rank=1, world_size=3).load_state_dict(state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with WindowSampler(path, N, **OPTS) as s:
+            _ds(path, rank=1, world_size=2).load_state_dict(s.state_dict())
 
 
 # ---------------------------------------------------------------------------- num_workers=0
@@ -161,43 +171,38 @@ def test_resume_in_process(corpus: Any, mode: str) -> None:
 
 
 def test_two_workers_sequential_cover_every_window_once(corpus: Any) -> None:
-    """'sequential' over 2 workers: every window position of the rank exactly once (disjoint, complete)."""
+    """'sequential' over 2 workers: every window position exactly once, in corpus order."""
     path, entries = corpus
     ds = _ds(path, mode="sequential", hop=N, batch_size=5)
-    batches = _run(WindowLoader(ds, num_workers=2))
-    seen = [w for b in batches for w in _windows(b)]
+    loader = WindowLoader(ds, num_workers=2)
     want = [(e, st) for e, r in enumerate(ROWS) if r >= N for st in range(0, r - N + 1, N)]
-    assert sorted(seen) == sorted(want) and len(seen) == len(want)
+    assert len(loader) == len(ds) == -(-len(want) // 5)
+    batches = _run(loader)
+    seen = [w for b in batches for w in _windows(b)]
+    assert seen == want  # the workers' batches, interleaved, are the one stream in order
     for b in batches[:3]:
         _check_content(b, entries)
-    # worker 0 read even eligible entries, worker 1 odd ones: no entry is shared
-    readers = [{e for e, _ in _windows(b)} for b in batches[:2]]
-    assert readers[0].isdisjoint(readers[1])
+    assert ds.epoch == 1
 
 
-def test_two_workers_disjoint_deterministic_and_per_reader(corpus: Any) -> None:
+def test_two_workers_equal_the_single_process_stream(corpus: Any) -> None:
     path, entries = corpus
-    runs = [_run(WindowLoader(_ds(path, epoch_batches=9), num_workers=2)) for _ in range(2)]
-    assert [_snap(b) for b in runs[0]] == [_snap(b) for b in runs[1]]  # reproducible from the seed
-    got = runs[0]
-    assert len(got) == 9  # epoch_batches is per rank: split 5 + 4 over the workers
-    # the loader interleaves reader 0 (effective rank 0 of 2, 5 batches) and reader 1 (rank 1 of 2, 4 batches)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        per_reader = [list(WindowSampler(path, N, rank=w, world_size=2, epoch_batches=5 - w, **OPTS)) for w in range(2)]
-    order = [per_reader[0][0], per_reader[1][0], per_reader[0][1], per_reader[1][1], per_reader[0][2],
-             per_reader[1][2], per_reader[0][3], per_reader[1][3], per_reader[0][4]]
-    for g, w in zip(got, order):
+        with WindowSampler(path, N, epoch_batches=9, **OPTS) as s:
+            whole = list(s)
+    runs = [_run(WindowLoader(_ds(path, epoch_batches=9), num_workers=2)) for _ in range(2)]
+    assert [_snap(b) for b in runs[0]] == [_snap(b) for b in runs[1]]  # reproducible from the seed
+    assert len(runs[0]) == 9
+    for g, w in zip(runs[0], whole):
         np.testing.assert_array_equal(g["I"].numpy(), w["I"])
         _check_content(g, entries)
-    ents = [{e for b in got[w::2] for e, _ in _windows(b)} for w in range(2)]
-    assert ents[0] and ents[1] and ents[0].isdisjoint(ents[1])
-    # rank 1 of 2 with 2 workers is effective ranks 2, 3 of 4: disjoint from rank 0's readers
-    r1 = _ds(path, epoch_batches=9, rank=1, world_size=2)
-    r0 = _ds(path, epoch_batches=9, rank=0, world_size=2)
-    e1 = {int(e) for w in range(2) for e in r1._make_plan(w, 2).share}
-    e0 = {int(e) for w in range(2) for e in r0._make_plan(w, 2).share}
-    assert e0.isdisjoint(e1) and len(e0 | e1) == 10
+    # rank 1 of 2 with 2 workers: global batches 1, 3, 5, 7 and, padding the last round, 0
+    r1 = WindowLoader(_ds(path, epoch_batches=9, rank=1, world_size=2), num_workers=2)
+    assert len(r1) == 5
+    got = _run(r1)
+    for g, i in zip(got, [1, 3, 5, 7, 0]):
+        np.testing.assert_array_equal(g["I"].numpy(), whole[i]["I"])
 
 
 def test_fork_safety_after_parent_reads(corpus: Any) -> None:
@@ -237,16 +242,15 @@ def test_resume_two_workers(corpus: Any, mode: str, num_workers: int, midpoint: 
     a = _ds(path, **kw)
     head = [_snap(b) for b in _run(WindowLoader(a, num_workers=num_workers), limit=midpoint)]
     state = json.loads(json.dumps(a.state_dict()))
-    assert state["num_workers"] == num_workers
-    b = _ds(path, **kw)
-    b.load_state_dict(state)
-    with pytest.raises(PescadorError, match="mid-epoch with num_workers=2"):
-        next(iter(b))  # a mid-epoch position cannot be continued by another number of readers
-    loader_b = WindowLoader(b, num_workers=num_workers)
-    rest = [_snap(x) for x in _run(loader_b)]
-    nxt = [_snap(x) for x in _run(loader_b)]
-    assert head + rest == first
-    assert nxt == second
+    assert state["position"] == midpoint and state["epoch"] == 0
+    for other in (0, 3) if mode == "with_replacement" else (1,):  # any number of workers continues it
+        b = _ds(path, **kw)
+        b.load_state_dict(state)
+        loader_b = WindowLoader(b, num_workers=other)
+        rest = [_snap(x) for x in _run(loader_b)]
+        nxt = [_snap(x) for x in _run(loader_b)]
+        assert head + rest == first
+        assert nxt == second
 
 
 def test_max_iter_split_and_set_epoch(corpus: Any) -> None:
@@ -255,7 +259,9 @@ def test_max_iter_split_and_set_epoch(corpus: Any) -> None:
     loader = WindowLoader(ds, num_workers=2)
     p1, p2 = _run(loader), _run(loader)
     assert len(p1) == len(p2) == 5  # max_iter per rank, split 3 + 2 over the workers
-    assert [_snap(b) for b in p1] != [_snap(b) for b in p2]
+    ds1 = _ds(path, max_iter=10, epoch_batches=4)
+    assert [_snap(b) for b in p1 + p2] == [_snap(b) for b in _run(DataLoader(ds1, batch_size=None))]
+    assert ds.epoch == ds1.epoch == 2 and ds.state_dict()["position"] == ds1.state_dict()["position"] == 2
     # between epochs the number of readers may change: epoch 1 from the start, in process
     ds0 = _ds(path, epoch_batches=4)
     ds0.set_epoch(1)
@@ -280,13 +286,39 @@ def test_rank_and_world_size_from_torch_distributed(corpus: Any, tmp_path: Path)
         r1 = _ds(path, epoch_batches=4, rank=1, world_size=2)
         r0 = _ds(path, epoch_batches=4, rank=0, world_size=2)
         assert (r1.rank, r1.world_size) == (1, 2)
-        w0 = {e for b in _run(DataLoader(r0, batch_size=None)) for e, _ in _windows(b)}
-        w1 = {e for b in _run(DataLoader(r1, batch_size=None)) for e, _ in _windows(b)}
-        assert w0 and w1 and w0.isdisjoint(w1)
-        assert all(e % 2 == 0 for e in w0) and all(e % 2 == 1 for e in w1)
-        # a checkpoint of one rank does not load on another
-        with pytest.raises(PescadorError, match="rank=0"):
-            r1.load_state_dict(r0.state_dict())
+        whole = [_snap(b) for b in _run(DataLoader(ds, batch_size=None))]
+        b0 = [_snap(b) for b in _run(DataLoader(r0, batch_size=None))]
+        b1 = [_snap(b) for b in _run(DataLoader(r1, batch_size=None))]
+        assert b0 == whole[0::2] and b1 == whole[1::2]  # the ranks split the global stream
+        # every rank's checkpoint is the same position, and loads on the other rank
+        assert r0.state_dict()["plan"] == r1.state_dict()["plan"] == ds.state_dict()["plan"]
+        r1.load_state_dict(r0.state_dict())
     finally:
         dist.destroy_process_group()
     assert (_ds(path).rank, _ds(path).world_size) == (0, 1)
+
+
+# ---------------------------------------------------------------------------- README's DDP recipe (issue 11, point 8)
+
+
+def test_checkpoint_on_an_epochs_last_batch_resumes_at_the_next_epoch(corpus: Any) -> None:
+    """The README's loop: ``for epoch in range(loader.state_dict()["epoch"], epochs)``.  Saved on an
+    epoch's last batch, the state says the next epoch, so the resumed run replays nothing."""
+    path, _ = corpus
+    epochs = 3
+
+    def run(loader: WindowLoader, save_after: int | None = None) -> tuple[list[Any], Any]:
+        seen, saved = [], None
+        for _epoch in range(loader.state_dict()["epoch"], epochs):
+            for batch in loader:
+                seen.append(_snap(batch))
+                if len(seen) == save_after:
+                    saved = json.loads(json.dumps(loader.state_dict()))
+        return seen, saved
+
+    full, saved = run(WindowLoader(_ds(path, epoch_batches=4), num_workers=2), save_after=4)
+    assert len(full) == 12 and saved["epoch"] == 1 and saved["position"] == 0
+    resumed = WindowLoader(_ds(path, epoch_batches=4), num_workers=0)
+    resumed.load_state_dict(saved)
+    rest, _ = run(resumed)
+    assert rest == full[4:]  # 8 batches were due, not 12

@@ -300,7 +300,10 @@ class TaskStream:
     n : int > 0
         Rows per window.
     keys : tuple of str or None
-    blocks : iterable of :class:`zarrmux.plan.Block`
+    blocks : iterable of :class:`zarrmux.plan.Block` or :class:`zarrmux.global_stream.Step`
+        Anything with ``entries``, ``starts``, ``epoch`` and ``index``: a
+        sampler passes its rank's steps of the global stream, so the batches
+        are the global batches the rank owns, as without Dask.
         Advanced in the consumer's thread, ``depth * batches_per_task`` blocks ahead.
     depth : int > 0
         Tasks in flight at most (besides the one being consumed).

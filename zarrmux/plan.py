@@ -35,7 +35,7 @@ Epochs
 ------
 * ``with_replacement`` / ``single_active``: ``epoch_batches`` batches
   (default: ``ceil(eligible_rows / (n * batch_size * world_size))``, about one
-  pass over the rows, the same on every rank).
+  pass over the rows; ``world_size`` is 1 for the global stream).
 * ``exhaustive``: until every entry of the share has been activated once and
   its quota drawn; the last batch may be short (``drop_last`` drops it).
 * ``sequential``: one pass; the last batch may be short (``drop_last``).
@@ -63,13 +63,19 @@ of its Philox stream drawn in one call (the very numbers numpy's
 first version of this module, kept in ``tests/plan_reference.py``), and
 build the arrays of the blocks planned together in one go.
 
-Rank sharding
--------------
-Entries shorter than ``n`` are left out (one warning counts them).  The
-remaining (eligible) entries, in corpus order, are dealt out round-robin:
-rank ``r`` of ``world_size`` owns eligible entries ``r, r + world_size, ...``.
-Shares are disjoint, together cover the eligible entries, and depend on
-nothing random (so ranks agree even without a seed).
+Ranks
+-----
+:class:`~zarrmux.WindowSampler` and :mod:`zarrmux.torch` plan with
+``world_size=1``: that plan is the *global* stream of a run, and ranks and
+DataLoader workers take batches of it (:mod:`zarrmux.global_stream`), so
+the batches do not depend on how many there are and a position resumes on
+any number of them.
+
+Entries shorter than ``n`` are left out (one warning counts them).  A plan
+made here with ``world_size > 1`` instead deals the remaining (eligible)
+entries out round-robin (rank ``r`` of ``world_size`` owns eligible entries
+``r, r + world_size, ...``: disjoint shares, each its own stream); this
+entry sharding is kept for direct users of :class:`WindowPlan` only.
 """
 
 from __future__ import annotations
@@ -973,6 +979,12 @@ class WindowPlan:
             raise PescadorError(f"malformed plan state: {exc!r}") from None
         if len(slots) != len(quota) or len(slots) != (0 if self.mode == "sequential" else self.n_active):
             raise PescadorError(f"malformed plan state: {len(slots)} slots for n_active={self.n_active}")
+        bad = [k for k, v in (("epoch", epoch), ("batch", batch), ("window", window), ("order_pos", order_pos)) if v < 0]
+        if bad or any(not -1 <= p < len(self.share) for p in slots) or any(q < 0 for q in quota):
+            raise PescadorError(
+                f"malformed plan state: epoch={epoch} batch={batch} window={window} order_pos={order_pos} "
+                f"slots={slots[:8]} quota={quota[:8]} (entries 0..{len(self.share) - 1})"
+            )
         self.seed = seed
         self._order_epoch = -1
         self.epoch, self.batch, self.window, self.order_pos = epoch, batch, window, order_pos

@@ -8,8 +8,11 @@ at once); with ``prefetch > 0`` background threads run ``read_block`` ahead
 of the consumer when that pays (always for a remote store; for a local one
 when the consumer works between batches, :mod:`zarrmux.adaptive`), and the
 batches come out in plan order.  So the
-sequence of windows depends on the seed, rank and world size only, never on
-prefetch depth, threads or cache size.
+sequence of windows depends on the seed only, never on prefetch depth,
+threads or cache size; rank ``r`` of ``world_size`` ``R`` takes global
+batches ``r, r + R, ...`` of the one global stream
+(:mod:`zarrmux.global_stream`), so the ranks together see exactly the
+batches one process would.
 
 Memory: decoded chunks held are bounded by the corpus's ``cache_bytes``
 (default 16 MiB, :data:`zarrmux.chunk_cache.DEFAULT_CACHE_BYTES`), plus at most
@@ -26,12 +29,16 @@ from typing import Any
 import numpy as np
 
 from .exceptions import PescadorError
-from .plan import Block, WindowPlan
+from .plan import WindowPlan
+from .global_stream import (
+    SAMPLER_FORMAT, Cursor, GlobalStream, RankStream, Step, parse_position_state, position_state,
+)
 from .adaptive import AdaptiveStats, adaptive_map
 from .prefetch import prefetch_map
 
 __all__ = [
     "WindowSampler",
+    "EpochView",
     "read_block",
     "DEFAULT_PREFETCH",
     "DEFAULT_THREADS",
@@ -70,12 +77,12 @@ def read_block(corpus: Any, n: int, keys: Sequence[str] | None, entries: np.ndar
 
 
 class _Reader:
-    """``read_block`` bound to a corpus, for the worker threads (a task is a :class:`Block`)."""
+    """``read_block`` bound to a corpus, for the worker threads (a task is a ``Block`` or ``Step``)."""
 
     def __init__(self, corpus: Any, n: int, keys: tuple[str, ...] | None) -> None:
         self.corpus, self.n, self.keys = corpus, n, keys
 
-    def __call__(self, blk: Block) -> dict[str, np.ndarray]:
+    def __call__(self, blk: Any) -> dict[str, np.ndarray]:
         return read_block(self.corpus, self.n, self.keys, blk.entries, blk.starts)
 
 
@@ -131,17 +138,28 @@ class WindowSampler:
     cache_bytes : int >= 0 or None
         Decoded-chunk budget when ``corpus`` is a path (default 16 MiB).
     rank, world_size : int
-        This rank's disjoint share of the entries.
+        This rank takes global batches ``rank, rank + world_size, ...`` of
+        each epoch (see :mod:`zarrmux.global_stream`).  Every rank yields the
+        same number of batches per epoch, ``ceil(G / world_size)`` of an
+        epoch of ``G`` global batches: the ranks past the end of the last,
+        incomplete round take the epoch's first batches again (as
+        ``DistributedSampler`` pads); ``drop_last=True`` drops that round.
     epoch_batches : int > 0 or None
-        Batches per epoch in 'with_replacement' / 'single_active' modes
-        (default: about one pass over the rows).
+        *Global* batches per epoch in 'with_replacement' / 'single_active'
+        modes, whatever ``world_size`` (default: about one pass over the
+        rows, ``ceil(eligible rows / (n * batch_size))``).
     max_iter : int > 0 or None
-        Iterating yields ``max_iter`` batches (crossing epochs as needed);
-        ``None``: to the end of the current epoch.
+        Iterating yields ``max_iter`` batches of this rank (crossing epochs
+        as needed); ``None``: see ``epochs``.
+    epochs : int > 0 or None
+        Without ``max_iter``, iterating yields the rest of the current epoch
+        and ``epochs - 1`` more (default 1); ``None``: endless, as
+        pescador's ``mux(max_iter=None)``.
     hop : int > 0 or None
         Step between window starts in 'sequential' mode (default ``n``).
     drop_last : bool
-        Drop the short last batch of an 'exhaustive' or 'sequential' epoch.
+        Drop the short last batch of an 'exhaustive' or 'sequential' epoch,
+        and with several ranks the epoch's last incomplete round.
     scheduler : distributed.Client, str or None
         Read on dask.distributed (``pip install 'zarrmux[dask]'``): a
         ``Client`` (left open), a scheduler address ``'tcp://host:8786'`` or
@@ -161,10 +179,18 @@ class WindowSampler:
     -----
     ``for batch in sampler`` runs the rest of the current epoch (or
     ``max_iter`` batches), so ``for epoch in range(E): for batch in sampler``
-    runs ``E`` epochs.  :meth:`state_dict` reflects the batches the consumer
-    has received (batches read ahead are not counted), and
-    :meth:`load_state_dict` on a new sampler continues with exactly the
-    batches that would have come next.
+    runs ``E`` epochs; ``epochs=None`` never ends.  ``len(sampler)`` is this
+    rank's batches of an epoch (times ``epochs``; or ``max_iter``).  :meth:`state_dict` reflects the
+    batches the consumer has received (batches read ahead are not counted),
+    and :meth:`load_state_dict` on a new sampler, of any rank and world
+    size, continues with exactly the batches that would have come next.
+    :meth:`epoch_view` gives an epoch's batches by index.
+
+    Which entries a rank's windows come from is not a partition of the
+    corpus: every rank plans the one global stream (a small seeded plan, no
+    I/O) and reads its own batches of it.  The windows are random anyway,
+    so this costs nothing in coverage, and it is what makes the batches
+    independent of the number of ranks and workers.
     """
 
     def __init__(
@@ -187,6 +213,7 @@ class WindowSampler:
         world_size: int = 1,
         epoch_batches: int | None = None,
         max_iter: int | None = None,
+        epochs: int | None = 1,
         hop: int | None = None,
         drop_last: bool = False,
         scheduler: Any = None,
@@ -203,8 +230,15 @@ class WindowSampler:
             raise PescadorError(f"threads={threads!r} must be an integer >= 1 or None")
         if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1):
             raise PescadorError(f"max_iter={max_iter!r} must be an integer >= 1 or None")
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+            raise PescadorError(f"epochs={epochs!r} must be an integer >= 1 or None (endless)")
         if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
             raise PescadorError(f"n={n!r} must be an integer > 0")
+        for name, v, lo in (("rank", rank, 0), ("world_size", world_size, 1)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise PescadorError(f"{name}={v!r} must be an integer >= {lo}")
+        if rank >= world_size:
+            raise PescadorError(f"rank={rank!r} must be < world_size={world_size!r}")
         if isinstance(keys, str):
             keys = (keys,)
         self._owns_corpus = False
@@ -233,24 +267,34 @@ class WindowSampler:
         self.threads = threads
         self.batches_per_task = batches_per_task if batches_per_task is not None else DEFAULT_BATCHES_PER_TASK
         self.max_iter = max_iter
+        self.epochs = epochs
         self._seed_given = seed
-        self.plan = WindowPlan(
-            corpus.rows,
-            n,
-            batch_size=batch_size,
-            n_active=n_active,
-            rate=rate,
-            weights=weights,
-            mode=mode,
-            dist=dist,
-            seed=seed,
-            rank=rank,
-            world_size=world_size,
-            epoch_batches=epoch_batches,
-            hop=hop,
-            drop_last=drop_last,
-        )
-        #: what the consumer has received: the plan state after the last batch yielded
+        #: the global stream's plan (world_size=1: ranks take batches of it, see global_stream)
+        try:
+            self.plan = WindowPlan(
+                corpus.rows,
+                n,
+                batch_size=batch_size,
+                n_active=n_active,
+                rate=rate,
+                weights=weights,
+                mode=mode,
+                dist=dist,
+                seed=seed,
+                epoch_batches=epoch_batches,
+                hop=hop,
+                drop_last=drop_last,
+            )
+            self._global = GlobalStream(self.plan)
+            self._ranks = RankStream(self._global, rank, world_size)
+        except BaseException:
+            if self._owns_corpus:
+                corpus.close()
+            raise
+        #: (reader, readers): this sampler yields the rank's batches reader, reader + readers, ...
+        #: (set by zarrmux.torch for a DataLoader worker)
+        self._worker = (0, 1)
+        #: what the consumer has received: the global plan state at the position reached
         self._state = self.plan.state_dict()
         self._iter_ref: weakref.ReferenceType[Any] | None = None
         self._closed = False
@@ -278,10 +322,14 @@ class WindowSampler:
         """The epoch the next batch belongs to."""
         return int(self._state["epoch"])
 
-    def _cursor(self) -> WindowPlan:
-        plan = self.plan.copy()
-        plan.load_state_dict(self._state)
-        return plan
+    @property
+    def position(self) -> int:
+        """The global position in the epoch: the global batches all ranks have taken together."""
+        return int(self._state["batch"])
+
+    def _steps(self, max_iter: int | None, epochs: int | None, cursor: Cursor | None = None) -> Iterator[Step]:
+        return self._ranks.steps(self.epoch, self.position, max_steps=max_iter, epochs=epochs,
+                                 worker=self._worker[0], num_workers=self._worker[1], cursor=cursor)
 
     def windows(self, max_iter: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The ``(entries, starts)`` of the batches iteration would yield next, without reading.
@@ -290,12 +338,34 @@ class WindowSampler:
         (default: the sampler's ``max_iter``).
         """
         limit = self.max_iter if max_iter is None else max_iter
-        for blk in self._cursor().blocks(limit):
-            yield blk.entries, blk.starts
+        for step in self._steps(limit, self.epochs):
+            yield step.entries, step.starts
+
+    def __len__(self) -> int:
+        """Batches an iteration yields: ``max_iter``, or this rank's batches of a whole epoch
+        (the current one; the same on every rank) times ``epochs``.  An iteration
+        resumed mid-epoch yields the rest of the epoch, fewer.
+
+        Raises ``TypeError`` for an endless sampler (``epochs=None``, no ``max_iter``).
+        """
+        if self.max_iter is not None:
+            return self.max_iter
+        if self.epochs is None:
+            raise TypeError("an endless WindowSampler (epochs=None) has no length")
+        return sum(self._ranks.remaining(self.epoch + i, 0) for i in range(self.epochs))
+
+    def batches_per_epoch(self, epoch: int | None = None) -> int:
+        """Batches this rank yields in a whole ``epoch`` (default: the current one); the same on every rank."""
+        return self._ranks.remaining(self.epoch if epoch is None else epoch, 0)
+
+    def epoch_view(self, epoch: int | None = None) -> "EpochView":
+        """This rank's batches of ``epoch`` (default: the current one) by index: a map-style view
+        (``len(view)``, ``view[i]``) for frameworks that index a data source.  See :class:`EpochView`."""
+        return EpochView(self, self.epoch if epoch is None else epoch)
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        """The batches of the rest of the current epoch (or ``max_iter`` batches), in plan order.
+        """The batches of the rest of the current epoch (``epochs`` epochs; or ``max_iter`` batches), in order.
 
         Starting a new iteration stops the previous one.  Raises
         :class:`~zarrmux.exceptions.PescadorError` if the sampler is closed.
@@ -308,8 +378,8 @@ class WindowSampler:
         return it
 
     def _iterate(self) -> Iterator[dict[str, np.ndarray]]:
-        cursor = self._cursor()
-        blocks = cursor.blocks(self.max_iter)
+        cursor = Cursor(self._state)
+        steps = self._steps(self.max_iter, self.epochs, cursor)
         reader = _Reader(self.corpus, self.n, self.keys)
         if self._dask is not None:
             from .distributed import TaskStream
@@ -319,36 +389,36 @@ class WindowSampler:
                 self._spec,
                 self.n,
                 self.keys,
-                blocks,
+                steps,
                 depth=max(1, self.prefetch),
                 batches_per_task=self.batches_per_task,
             )
             self._stream = stream
             try:
-                for blk, batch in stream:
-                    self._state = blk.state_after
+                for step, batch in stream:
+                    self._state = step.after
                     yield batch
             finally:
                 stream.close()
                 self._stream = None
         elif self.prefetch == 0:
-            for blk in blocks:
-                batch = reader(blk)
-                self._state = blk.state_after
+            for step in steps:
+                batch = reader(step)
+                self._state = step.after
                 yield batch
         elif self._remote:  # reads wait for the network: always run ahead, many at a time
-            for blk, batch in prefetch_map(reader, blocks, depth=self.prefetch, threads=self.threads, name="zarrmux-sampler"):
-                self._state = blk.state_after
+            for step, batch in prefetch_map(reader, steps, depth=self.prefetch, threads=self.threads, name="zarrmux-sampler"):
+                self._state = step.after
                 yield batch
         else:  # local reads are mostly CPU: run ahead only when the consumer or the disk leaves time for it
             self.prefetch_stats = AdaptiveStats()
-            ahead = adaptive_map(reader, blocks, depth=self.prefetch, threads=self.threads, name="zarrmux-sampler", stats=self.prefetch_stats)
-            for blk, batch in ahead:
-                self._state = blk.state_after
+            ahead = adaptive_map(reader, steps, depth=self.prefetch, threads=self.threads, name="zarrmux-sampler", stats=self.prefetch_stats)
+            for step, batch in ahead:
+                self._state = step.after
                 yield batch
-        # every planned batch was consumed: the cursor may have moved on past a
-        # batch it dropped (drop_last) to the next epoch; that is where we are
-        self._state = cursor.state_dict()
+        # every planned batch was consumed: the pass may have moved on past batches it
+        # did not yield (another reader's, an epoch's dropped end); that is where we are
+        self._state = cursor.state
 
     def _stop_iteration(self) -> None:
         ref, self._iter_ref = self._iter_ref, None
@@ -358,24 +428,44 @@ class WindowSampler:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """A small JSON-serialisable dict: where the consumer is (counters, active slots, seed); no data."""
-        return {"sampler": "zarrmux.WindowSampler/1", "plan": dict(self._state)}
+        """Where the consumer is: a small JSON-serialisable dict, the same on every rank in lockstep.
+
+        ``epoch`` and ``position`` (the global batches of the epoch every rank
+        has taken: ``k * world_size`` after ``k`` batches per rank), the plan
+        state there (``plan``: seed, fingerprint of the corpus and parameters,
+        the active entries and quotas), and who saved it (``saved_by``, for
+        information only).  It loads on any rank of any world size.
+        """
+        return position_state(SAMPLER_FORMAT, self._state, rank=self._ranks.rank, world_size=self._ranks.world_size)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from ``state`` (from :meth:`state_dict` of a sampler configured alike).
+        """Continue from ``state`` (from :meth:`state_dict` of a sampler, or of a
+        :class:`zarrmux.torch.WindowDataset`, over the same corpus with the same parameters
+        and seed; saved by any rank, world size or number of DataLoader workers).
+
+        This rank ``r`` of ``R`` continues with global batch ``position + r``.
 
         Raises
         ------
         PescadorError
             If the state is malformed, or from another configuration, corpus or seed.
         """
-        if not isinstance(state, dict) or state.get("sampler") != "zarrmux.WindowSampler/1" or "plan" not in state:
-            raise PescadorError(f"not a WindowSampler state: {state!r:.200}")
+        plan_state = parse_position_state(state)
         self._stop_iteration()
+        self._load_plan_state(plan_state)
+
+    def _load_plan_state(self, plan_state: dict[str, Any]) -> None:
         cursor = self.plan.copy()
-        cursor.load_state_dict(state["plan"], check_seed=self._seed_given)
-        self.plan = cursor
+        cursor.load_state_dict(plan_state, check_seed=self._seed_given)
+        if cursor.seed != self._global.seed:
+            self._set_stream(cursor)
+        self._global.add_state(plan_state)
         self._state = cursor.state_dict()
+
+    def _set_stream(self, plan: WindowPlan) -> None:
+        self.plan = plan
+        self._global = GlobalStream(plan)
+        self._ranks = RankStream(self._global, self._ranks.rank, self._ranks.world_size)
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
@@ -400,7 +490,46 @@ class WindowSampler:
         p = self.plan
         return (
             f"<zarrmux.WindowSampler n={self.n} batch_size={self.batch_size} mode={p.mode!r} "
-            f"n_active={p.n_active} rate={p.rate} entries={len(p.share)} epoch={self.epoch} prefetch={self.prefetch}"
+            f"n_active={p.n_active} rate={p.rate} entries={len(p.share)} rank={self._ranks.rank}/{self._ranks.world_size} "
+            f"epoch={self.epoch} position={self.position} prefetch={self.prefetch}"
             + ("" if self._dask is None else f" scheduler={self._dask.client.scheduler.address!r}")
             + ">"
         )
+
+
+class EpochView:
+    """One rank's batches of one epoch by index: ``len(view)``, ``view[i]`` (a map-style data source).
+
+    ``view[i]`` is ``{key: array}`` of the rank's batch ``i`` of the epoch,
+    global batch ``(rank + i * world_size) % G`` -- what iterating the epoch
+    from its start yields ``i``-th.  Reading costs what iterating costs;
+    finding the windows costs planning from the nearest kept plan state (at
+    most :data:`zarrmux.global_stream.CHECKPOINT_EVERY` batches once the
+    epoch, or the part of it up to ``i``, has been planned once; see
+    ``tools/bench_plan.py --random-access``).  The view does not move the sampler.
+    """
+
+    def __init__(self, sampler: WindowSampler, epoch: int) -> None:
+        self.sampler, self.epoch = sampler, int(epoch)
+
+    def __len__(self) -> int:
+        return self.sampler.batches_per_epoch(self.epoch)
+
+    def windows(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``(entries, starts)`` of batch ``i`` (negative ``i`` counts from the end)."""
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"batch index {i!r} is not an integer")
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        s = self.sampler
+        blk = s._global.block(self.epoch, s._ranks.global_index(self.epoch, i))
+        return blk.entries, blk.starts
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        entries, starts = self.windows(i)
+        s = self.sampler
+        return read_block(s.corpus, s.n, s.keys, entries, starts)
+
+    def __repr__(self) -> str:
+        return f"<zarrmux.EpochView epoch={self.epoch} of {self.sampler!r}>"

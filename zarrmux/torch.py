@@ -11,38 +11,33 @@ imports torch.  Install with ``pip install 'zarrmux[torch]'``.
     loader = WindowLoader(ds, num_workers=2)          # a DataLoader(ds, batch_size=None, ...)
     for batch in loader:                              # {"X": tensor (32, 16, 128), "Y": tensor (32, 16)}
         ...
-        ckpt = {"data": loader.state_dict(), ...}     # exact, mid-epoch, any num_workers
+        ckpt = {"data": loader.state_dict(), ...}     # exact, mid-epoch; resumes on any ranks / workers
 
-Sharding
---------
-A :class:`WindowDataset` holds only the corpus path, the sampler options and
-its *position* (small integers); it never holds an open corpus that a
-DataLoader worker could inherit.  Each reader (the training process itself
-with ``num_workers=0``, or each DataLoader worker) builds its own
-:class:`~zarrmux.WindowSampler` and opens the corpus itself, as the effective
-rank ``rank * K + worker_id`` of ``world_size * K`` (``K = max(num_workers,
-1)``).  The plan deals entries round-robin over effective ranks, so the
-readers' shares are disjoint and no window is read by two workers; every
-window depends on the seed, rank, world size and ``K`` only.
-``epoch_batches`` and ``max_iter`` are per *rank* (the dataset yields the
-same number of batches whatever ``num_workers``): they are split over the
-workers (worker ``w`` gets ``q + (w < r)`` of ``divmod(total, K)``).
+Ranks and workers
+-----------------
+There is one global batch stream (:mod:`zarrmux.global_stream`): for a
+corpus, parameters and seed, global batch ``g`` of an epoch is fixed.  Rank
+``r`` of ``world_size`` ``R`` takes global batches ``r, r + R, ...``, and
+DataLoader worker ``w`` of ``W`` takes the rank's batches ``w, w + W, ...``,
+so the DataLoader's in-order round robin over its workers yields exactly the
+rank's sequence, whatever ``num_workers``.  Each reader (the training
+process with ``num_workers=0``, or each worker) builds its own
+:class:`~zarrmux.WindowSampler` and opens the corpus itself (nothing is
+inherited across fork); every worker plans the whole global stream (tens of
+microseconds per batch) and reads only its own batches.
 
 Position and checkpoints
 ------------------------
-With ``num_workers=0`` the dataset iterates in the training process and
-knows exactly which batches were received.  With workers it cannot see the
-batches, so :class:`WindowLoader` (a ``DataLoader`` subclass) counts the
-batches it delivers.  A DataLoader in order (``in_order=True``, the default)
-interleaves its workers round-robin, skipping exhausted ones, so ``C``
-batches delivered from known start positions determine each worker's
-position: :meth:`WindowDataset.state_dict` replays the workers' *plans*
-(no data is read) to find it.  Batches the workers read ahead but were not
-delivered are simply read again after a restore.
-
-A position taken mid-epoch resumes only with the same ``num_workers``; a
-position at an epoch boundary (a fresh dataset, after ``set_epoch``, after
-complete epochs) resumes with any ``num_workers``.
+A position is where all ranks are together in the global stream: epoch
+``e`` and global position ``p`` (``k * R`` once each rank took ``k``
+batches of the epoch), with the plan state there.  With ``num_workers=0``
+the dataset iterates in the training process and follows its position
+itself; with workers, :class:`WindowLoader` counts the batches it delivers
+and the position follows from that count (batches the workers read ahead
+but did not deliver are read again after a restore).
+:meth:`WindowDataset.load_state_dict` accepts a state saved by any rank of
+any world size with any ``num_workers``; rank ``r`` continues with global
+batch ``p + r``.
 
 With a plain ``DataLoader(ds, batch_size=None, num_workers=K>0)`` (not
 persistent) every pass starts again from the dataset's position in the
@@ -60,7 +55,7 @@ from typing import Any
 
 try:
     import torch
-    from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+    from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 except ImportError as _exc:  # pragma: no cover - exercised only without torch
     raise ImportError(
         f"zarrmux.torch needs PyTorch ({_exc}); install it with: pip install 'zarrmux[torch]'"
@@ -69,22 +64,17 @@ except ImportError as _exc:  # pragma: no cover - exercised only without torch
 import numpy as np
 
 from .exceptions import PescadorError
+from .global_stream import DATASET_FORMAT, GlobalStream, RankStream, parse_position_state, position_state
 from .plan import WindowPlan
 
-__all__ = ["WindowDataset", "WindowLoader", "STATE_FORMAT"]
+__all__ = ["WindowDataset", "WindowLoader", "EpochDataset", "STATE_FORMAT"]
 
-STATE_FORMAT = "zarrmux.torch.WindowDataset/1"
-_SAMPLER_FORMAT = "zarrmux.WindowSampler/1"
+STATE_FORMAT = DATASET_FORMAT
 #: WindowSampler options a WindowDataset passes through
 _PLAN_OPTIONS = ("batch_size", "n_active", "rate", "weights", "mode", "dist", "hop", "drop_last")
 _READ_OPTIONS = ("keys", "prefetch", "threads", "cache_bytes")
 #: read-ahead of the sampler inside a DataLoader worker (the DataLoader already prefetches across workers)
 WORKER_PREFETCH = 1
-
-
-def _split(total: int, k: int, w: int) -> int:
-    q, r = divmod(total, k)
-    return q + (1 if w < r else 0)
 
 
 def _dist_rank_world() -> tuple[int, int] | None:
@@ -97,16 +87,20 @@ def _dist_rank_world() -> tuple[int, int] | None:
     return None
 
 
-def _after_block(remaining: int | None, state: dict[str, Any]) -> int | None:
-    """A reader's batches left in the pass after it yielded a block that left it at ``state``."""
-    if remaining is None:  # to the end of the epoch: a block that ends the epoch starts the next one
-        return 0 if int(state["plan"]["batch"]) == 0 else None
-    return remaining - 1
-
-
 def _to_tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     # read_windows returns fresh, writeable, C-contiguous arrays: from_numpy shares their memory
     return {k: torch.from_numpy(v) for k, v in batch.items()}
+
+
+
+
+class _LoaderPass:
+    """A WindowLoader pass with workers: where it started and how many batches it delivered."""
+
+    __slots__ = ("start", "delivered", "ended")
+
+    def __init__(self, start: dict[str, Any]) -> None:
+        self.start, self.delivered, self.ended = start, 0, False
 
 
 class WindowDataset(IterableDataset):  # type: ignore[type-arg]
@@ -114,7 +108,10 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
 
     Use it with ``DataLoader(dataset, batch_size=None, ...)`` or, for exact
     checkpoints with workers, :class:`WindowLoader`.  Each item is
-    ``{key: torch.Tensor (batch_size, n, ...)}``.
+    ``{key: torch.Tensor (batch_size, n, ...)}``.  ``len(dataset)`` is the
+    number of batches of a pass: this rank's batches of a whole epoch (the
+    same on every rank) times ``epochs``, or ``max_iter``; a pass resumed
+    mid-epoch yields the rest of the epoch, fewer.
 
     Parameters
     ----------
@@ -124,18 +121,23 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
     n : int > 0
         Rows per window.
     rank, world_size : int or None
-        This process's share of the entries.  ``None``: taken from
-        ``torch.distributed`` when it is initialised (when the dataset is
-        constructed), else 0 and 1.
+        This process takes global batches ``rank, rank + world_size, ...``.
+        ``None``: taken from ``torch.distributed`` when it is initialised
+        (when the dataset is constructed), else 0 and 1.
     seed : int >= 0 or None
-        ``None`` draws one now, so all workers agree (kept in the state).
+        ``None`` draws one now, so all workers agree (kept in the state; use
+        the same seed on every rank).
     epoch_batches : int > 0 or None
-        Batches per epoch of this rank (modes 'with_replacement' and
-        'single_active'); default: about one pass over the rows, as in
-        :class:`~zarrmux.WindowSampler`.  Split over DataLoader workers.
+        *Global* batches per epoch (modes 'with_replacement' and
+        'single_active'), whatever the world size; each rank yields
+        ``ceil(epoch_batches / world_size)``.  Default: about one pass over
+        the rows, as in :class:`~zarrmux.WindowSampler`.
     max_iter : int > 0 or None
-        A pass yields ``max_iter`` batches (crossing epochs); ``None``: the
-        rest of the current epoch.  Split over DataLoader workers.
+        A pass yields ``max_iter`` batches of this rank (crossing epochs);
+        ``None``: see ``epochs``.
+    epochs : int > 0 or None
+        Without ``max_iter``, a pass yields the rest of the current epoch and
+        ``epochs - 1`` more (default 1); ``None``: endless.
     storage_options : dict, optional
         For fsspec URLs.
     **sampler_options
@@ -162,6 +164,7 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         seed: int | None = None,
         epoch_batches: int | None = None,
         max_iter: int | None = None,
+        epochs: int | None = 1,
         storage_options: dict[str, Any] | None = None,
         **sampler_options: Any,
     ) -> None:
@@ -195,10 +198,11 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         if seed is None:
             seed = int(np.random.SeedSequence().entropy) & ((1 << 63) - 1)
         self.seed = seed
-        for name, value in (("epoch_batches", epoch_batches), ("max_iter", max_iter)):
+        for name, value in (("epoch_batches", epoch_batches), ("max_iter", max_iter), ("epochs", epochs)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise PescadorError(f"{name}={value!r} must be an integer >= 1 or None")
         self.max_iter = max_iter
+        self.epochs = epochs
 
         # Read the row counts once (metadata only) and close: no handle is kept.
         from .corpus import open_corpus
@@ -209,112 +213,63 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
             self.keys: tuple[str, ...] = tuple(self._read_opts.get("keys") or corpus.keys)
         finally:
             corpus.close()
-        mode = self._plan_opts.get("mode", "with_replacement")
-        self.mode = mode
-        if mode in ("with_replacement", "single_active") and epoch_batches is None:
-            bs = self._plan_opts["batch_size"]
-            if isinstance(n, int) and isinstance(bs, int) and n > 0 and bs > 0:
-                eligible = int(self.rows[self.rows >= n].sum())
-                epoch_batches = max(1, -(-eligible // (n * bs * world_size)))
-        self.epoch_batches = epoch_batches
-        # validate everything against the rank-level plan (warns once about short entries)
-        self._rank_plan = WindowPlan(
-            self.rows, n, seed=seed, rank=rank, world_size=world_size,
-            epoch_batches=epoch_batches if mode in ("with_replacement", "single_active") else None,
-            **self._plan_opts,
-        )
-        #: position: {"epoch": e} (an epoch start, any K) or {"num_workers": K, "workers": [state | None]}
-        self._pos: dict[str, Any] = {"epoch": 0}
+        self.mode = self._plan_opts.get("mode", "with_replacement")
+        self.epoch_batches = epoch_batches if self.mode in ("with_replacement", "single_active") else None
+        # the global stream's plan; validates everything (warns once about short entries)
+        self._plan = WindowPlan(self.rows, n, seed=seed, epoch_batches=self.epoch_batches, **self._plan_opts)
+        self.epoch_batches = self._plan.epoch_batches
+        self._ranks_cache: tuple[int, RankStream] | None = None
+        self._ranks()  # checks rank / world_size against the epoch
+        #: the position: the global plan state where the next pass starts (or, with a pass
+        #: of a WindowLoader running, started: see _resolve)
+        self._state: dict[str, Any] = self._plan.state_dict()
         self._pass: _LoaderPass | None = None
+        self._generation = 0  # moved by load_state_dict / set_epoch: a running pass stops
         self._local: tuple[int, Any] | None = None  # (pid, WindowSampler) of in-process iteration
-        self._iter_pid = -1  # the process that last iterated this object
 
-    # ------------------------------------------------------------------ worker plans
-    def _plan_args(self, w: int, k: int) -> dict[str, Any] | None:
-        """WindowPlan/WindowSampler arguments of reader ``w`` of ``k`` (None: it has no batch at all)."""
-        args = dict(self._plan_opts)
-        args.update(seed=self.seed, rank=self.rank * k + w, world_size=self.world_size * k)
-        if self.mode in ("with_replacement", "single_active"):
-            e = _split(int(self.epoch_batches), k, w)  # type: ignore[arg-type]
-            if e == 0:
-                return None
-            args["epoch_batches"] = e
-        return args
-
-    def _pass_limit(self, w: int, k: int) -> int | None:
-        return None if self.max_iter is None else _split(self.max_iter, k, w)
-
-    def _make_plan(self, w: int, k: int) -> WindowPlan | None:
-        args = self._plan_args(w, k)
-        if args is None:
-            return None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # short entries: warned once at construction
-            try:
-                return WindowPlan(self.rows, self.n, **args)
-            except PescadorError as exc:
-                if k > 1 and "has no entry" in str(exc):
-                    raise PescadorError(
-                        f"num_workers={k}: worker {w} of rank {self.rank} (effective rank {args['rank']} of "
-                        f"{args['world_size']}) has no entry; the corpus has {len(self.rows)} entries for "
-                        f"world_size={self.world_size} x num_workers={k} readers: use fewer workers"
-                    ) from None
-                raise
-
-    def _epoch_states(self, epoch: int, k: int) -> list[dict[str, Any] | None]:
-        out: list[dict[str, Any] | None] = []
-        for w in range(k):
-            plan = self._make_plan(w, k)
-            if plan is None:
-                out.append(None)
-                continue
-            if epoch:
-                plan._start_epoch(epoch)  # the seed-determined start of that epoch
-            out.append({"sampler": _SAMPLER_FORMAT, "plan": plan.state_dict()})
-        return out
+    # ------------------------------------------------------------------ positions
+    def _ranks(self) -> RankStream:
+        """This rank's view of the global stream, made once per process (it holds a lock)."""
+        pid = os.getpid()
+        if self._ranks_cache is None or self._ranks_cache[0] != pid or self._ranks_cache[1].stream.seed != self.seed:
+            self._ranks_cache = (pid, RankStream(GlobalStream(self._plan), self.rank, self.world_size))
+        return self._ranks_cache[1]
 
     def _resolve(self) -> None:
         """Fold the batches a WindowLoader delivered into the position."""
-        if self._pass is not None:
-            self._pos = self._pass.position()
+        lp = self._pass
+        if lp is None:
+            return
+        ranks = self._ranks()
+        e0, p0 = int(lp.start["epoch"]), int(lp.start["batch"])
+        if lp.ended:
+            e, p = self._pass_end(e0, p0)
+        else:
+            e, p = ranks.advance(e0, p0, lp.delivered)
+        self._state = ranks.stream.state_at(e, p)
+        if lp.ended:
+            self._pass = None
 
-    def _fresh_pass(self, k: int) -> list[int | None]:
-        return [self._pass_limit(w, k) for w in range(k)]
+    def _pass_end(self, epoch: int, position: int) -> tuple[int, int]:
+        if self.max_iter is not None:
+            return self._ranks().advance(epoch, position, self.max_iter)
+        assert self.epochs is not None
+        return epoch + self.epochs, 0
 
-    def _pass_start(self, k: int) -> dict[str, Any]:
-        """The position the next pass of ``k`` readers starts from.
-
-        A finished pass (every reader's ``remaining`` is 0) is followed by a
-        fresh one; an interrupted pass is continued.
-        """
+    def __len__(self) -> int:
+        """Batches of a pass (see the class notes); ``TypeError`` if endless."""
+        if self.max_iter is not None:
+            return self.max_iter
+        if self.epochs is None:
+            raise TypeError("an endless WindowDataset (epochs=None) has no length")
         self._resolve()
-        pos = self._pos
-        if "epoch" in pos:
-            return {"num_workers": k, "workers": self._epoch_states(int(pos["epoch"]), k),
-                    "remaining": self._fresh_pass(k), "offset": 0}
-        if pos["num_workers"] == k:
-            if all(r == 0 for r in pos["remaining"]):
-                return {"num_workers": k, "workers": list(pos["workers"]), "remaining": self._fresh_pass(k), "offset": 0}
-            return {key: (list(v) if isinstance(v, list) else v) for key, v in pos.items()}
-        # another K: only possible between passes, with every reader at the start of the same epoch
-        epochs = {int(s["plan"]["epoch"]) for s in pos["workers"] if s is not None}
-        if len(epochs) == 1 and all(r == 0 for r in pos["remaining"]):
-            e = epochs.pop()
-            if self._epoch_states(e, pos["num_workers"]) == pos["workers"]:
-                return {"num_workers": k, "workers": self._epoch_states(e, k),
-                        "remaining": self._fresh_pass(k), "offset": 0}
-        old = pos["num_workers"]
-        raise PescadorError(
-            f"the dataset's position was taken mid-epoch with num_workers={0 if old == 1 else old}; "
-            f"continue it with that many workers (not {0 if k == 1 else k}), "
-            "or call set_epoch() to start an epoch afresh"
-        )
+        ranks = self._ranks()
+        e = int(self._state["epoch"])
+        return sum(ranks.remaining(e + i, 0) for i in range(self.epochs))
 
-    def _sampler(self, w: int, k: int, state: dict[str, Any] | None, in_worker: bool) -> Any:
+    def _sampler(self, in_worker: bool) -> Any:
         from .sampler import WindowSampler
 
-        args = self._plan_args(w, k)
-        assert args is not None
         read = dict(self._read_opts)
         if in_worker:
             read.setdefault("prefetch", WORKER_PREFETCH)
@@ -326,160 +281,108 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
                                  storage_options=self.storage_options)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            s = WindowSampler(target, self.n, **args, **read)
+            s = WindowSampler(target, self.n, seed=self.seed, rank=self.rank, world_size=self.world_size,
+                              epoch_batches=self.epoch_batches, max_iter=self.max_iter, epochs=self.epochs,
+                              **self._plan_opts, **read)
         if self.storage_options:
             s._owns_corpus = True
-        if state is not None:
-            s.load_state_dict(state)
         return s
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         """This process's share of one pass, as batches of tensors.
 
-        In the main process (``num_workers=0``) the whole pass; in a
-        DataLoader worker, that worker's reader's batches, resuming where a
-        loaded state or an earlier pass of the same worker left off.
+        In the training process (``num_workers=0``) the whole pass; in
+        DataLoader worker ``w`` of ``W``, the pass's batches ``w, w + W, ...``.
         """
         info = get_worker_info()
-        pid = os.getpid()
         if info is None:
-            pos = self._pass_start(1)
-            w = 0
-        else:
-            k = int(info.num_workers)
-            if self._pos.get("num_workers") == k and any(r != 0 for r in self._pos["remaining"]):
-                pos = self._pos  # as the WindowLoader (or an earlier pass in this worker) left it
-            else:
-                pos = self._pass_start(k)
-            w = (int(pos["offset"]) + int(info.id)) % k
-            if self._iter_pid == pid and pos["remaining"][w] == 0:
-                pos["remaining"][w] = self._pass_limit(w, k)  # a persistent worker's next pass
-        self._iter_pid = pid
-        self._pos, self._pass = pos, None
-        if pos["workers"][w] is None or pos["remaining"][w] == 0:
-            return iter(())
-        return self._iterate(w, pos, info is not None)
+            return self._iterate_local()
+        return self._iterate_worker(int(info.id), int(info.num_workers))
 
-    def _iterate(self, w: int, pos: dict[str, Any], in_worker: bool) -> Iterator[dict[str, torch.Tensor]]:
-        k = int(pos["num_workers"])
-        if in_worker:
-            sampler = self._sampler(w, k, pos["workers"][w], True)
-        else:
-            pid = os.getpid()
-            if self._local is None or self._local[0] != pid:
-                self._local = (pid, self._sampler(w, k, None, False))
-            sampler = self._local[1]
-            sampler.load_state_dict(pos["workers"][w])
-        rem = pos["remaining"][w]
-        sampler.max_iter = rem
+    def _iterate_local(self) -> Iterator[dict[str, torch.Tensor]]:
+        self._resolve()
+        pid = os.getpid()
+        if self._local is None or self._local[0] != pid:
+            self._local = (pid, self._sampler(False))
+        sampler = self._local[1]
+        sampler._load_plan_state(self._state)
+        generation = self._generation
+        for batch in sampler:
+            if self._generation != generation:  # load_state_dict / set_epoch during the pass: stop
+                return
+            self._state = sampler._state
+            yield _to_tensors(batch)
+        if self._generation == generation:
+            self._state = sampler._state
+
+    def _iterate_worker(self, w: int, k: int) -> Iterator[dict[str, torch.Tensor]]:
+        sampler = self._sampler(True)
         try:
+            sampler._load_plan_state(self._state)
+            sampler._worker = (w, k)
             for batch in sampler:
-                if self._pos is not pos:  # load_state_dict / set_epoch during the pass: stop
-                    return
-                pos["workers"][w] = sampler.state_dict()
-                rem = _after_block(rem, pos["workers"][w])
-                pos["remaining"][w] = rem
                 yield _to_tensors(batch)
-            pos["remaining"][w] = 0
+            # a full pass: a persistent worker's next pass continues from its end, as every worker's does
+            self._state = sampler._state
         finally:
-            if in_worker:
-                sampler.close()
+            sampler.close()
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """The position after the batches received: small and JSON-serialisable.
+        """The position after the batches received: small, JSON-serialisable, the same on every rank.
 
         Exact with ``num_workers=0`` and with :class:`WindowLoader`; after a
         plain multi-worker ``DataLoader`` it is the position that loader
-        started from (see the module notes).  ``workers`` holds one
-        :class:`~zarrmux.WindowSampler` state per reader, ``remaining`` the
-        batches each reader still owes the current pass (``None``: to the end
-        of its epoch), ``offset`` the reader that delivers next.
+        started from (see the module notes).  ``epoch``, ``position`` (global
+        batches of the epoch all ranks took together), ``plan`` (the plan
+        state there: seed, fingerprint, active entries and quotas),
+        ``saved_by`` (for information).
         """
         self._resolve()
-        pos = self._pos
-        out: dict[str, Any] = {
-            "format": STATE_FORMAT, "seed": self.seed, "rank": self.rank, "world_size": self.world_size,
-        }
-        if "epoch" in pos:
-            out.update(epoch=int(pos["epoch"]), num_workers=None, workers=None, remaining=None, offset=0)
-            return out
-        epochs = [int(s["plan"]["epoch"]) for s in pos["workers"] if s is not None]
-        k = int(pos["num_workers"])
-        out.update(
-            epoch=min(epochs) if epochs else 0,
-            num_workers=0 if k == 1 else k,
-            workers=[None if s is None else {"sampler": s["sampler"], "plan": dict(s["plan"])} for s in pos["workers"]],
-            remaining=list(pos["remaining"]),
-            offset=int(pos["offset"]),
-        )
-        return out
+        return position_state(STATE_FORMAT, self._state, rank=self.rank, world_size=self.world_size)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from ``state`` (from :meth:`state_dict` of a dataset configured alike).
+        """Continue from ``state``: from :meth:`state_dict` of a dataset (or a
+        :class:`~zarrmux.WindowSampler`) over the same corpus with the same parameters and
+        seed, saved by any rank of any world size with any ``num_workers``.
+
+        Rank ``r`` continues with global batch ``position + r``.
 
         Raises
         ------
         PescadorError
-            If the state is malformed or comes from another configuration,
-            corpus, seed, rank or world size.
+            If the state is malformed or comes from another configuration, corpus or seed.
         """
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise PescadorError(f"not a WindowDataset state: {state!r:.200}")
-        for name in ("rank", "world_size"):
-            if state.get(name) != getattr(self, name):
-                raise PescadorError(
-                    f"the state was saved with {name}={state.get(name)!r}, this dataset has {getattr(self, name)!r}"
-                )
-        seed = state.get("seed")
-        if self._seed_given is not None and seed != self._seed_given:
-            raise PescadorError(f"the state was saved with seed={seed!r}, this dataset has seed={self._seed_given!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise PescadorError(f"malformed WindowDataset state: seed={seed!r}")
-        old_seed, self.seed = self.seed, seed
-        try:
-            if state.get("workers") is None:
-                pos: dict[str, Any] = {"epoch": int(state["epoch"])}
-            else:
-                k = max(int(state["num_workers"]), 1)
-                workers, remaining = list(state["workers"]), list(state["remaining"])
-                offset = int(state["offset"])
-                if len(workers) != k or len(remaining) != k or not 0 <= offset < k:
-                    raise PescadorError(
-                        f"malformed WindowDataset state: {len(workers)} worker states, {len(remaining)} "
-                        f"counts and offset {offset} for num_workers={state['num_workers']}"
-                    )
-                for w, s in enumerate(workers):  # check each against its plan (fingerprint, slots)
-                    plan = self._make_plan(w, k)
-                    if (plan is None) != (s is None):
-                        raise PescadorError(f"the state of worker {w} does not fit this configuration")
-                    if plan is not None:
-                        if not isinstance(s, dict) or s.get("sampler") != _SAMPLER_FORMAT:
-                            raise PescadorError(f"malformed state of worker {w}: {s!r:.200}")
-                        plan.load_state_dict(s["plan"])
-                    r = remaining[w]
-                    if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 0):
-                        raise PescadorError(f"malformed WindowDataset state: remaining[{w}]={r!r}")
-                pos = {"num_workers": k, "workers": workers, "remaining": remaining, "offset": offset}
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            self.seed = old_seed
-            raise PescadorError(f"malformed WindowDataset state: {exc!r}") from None
-        except PescadorError:
-            self.seed = old_seed
-            raise
-        self._pos, self._pass = pos, None
+        plan_state = parse_position_state(state)
+        cursor = self._plan.copy()
+        cursor.load_state_dict(plan_state, check_seed=self._seed_given)
+        if cursor.seed != self.seed:
+            self.seed = cursor.seed
+            self._plan = cursor.copy()
+            self._local = None
+        self._ranks().stream.add_state(cursor.state_dict())
+        self._state = cursor.state_dict()
+        self._pass = None
+        self._generation += 1
 
     def set_epoch(self, epoch: int) -> None:
         """Start the next pass at the beginning of ``epoch`` (as ``DistributedSampler.set_epoch``)."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise PescadorError(f"epoch={epoch!r} must be an integer >= 0")
-        self._pos, self._pass = {"epoch": epoch}, None
+        self._state = self._ranks().stream.start_state(epoch)
+        self._pass = None
+        self._generation += 1
 
     @property
     def epoch(self) -> int:
-        """The epoch of the next batch (the earliest among workers)."""
-        return int(self.state_dict()["epoch"])
+        """The epoch of the next batch."""
+        self._resolve()
+        return int(self._state["epoch"])
+
+    def epoch_view(self, epoch: int | None = None) -> "EpochDataset":
+        """This rank's batches of ``epoch`` (default: the current one) as a map-style ``Dataset``."""
+        return EpochDataset(self, self.epoch if epoch is None else epoch)
 
     # ------------------------------------------------------------------ pickling (spawn workers)
     def __getstate__(self) -> dict[str, Any]:
@@ -487,6 +390,7 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         d = dict(self.__dict__)
         d["_local"] = None
         d["_pass"] = None
+        d["_ranks_cache"] = None
         return d
 
     def __repr__(self) -> str:
@@ -496,48 +400,35 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         )
 
 
-class _LoaderPass:
-    """The batches one WindowLoader pass delivered, and the readers' positions they imply."""
+class EpochDataset(Dataset):  # type: ignore[type-arg]
+    """One rank's batches of one epoch as a map-style ``Dataset``: ``len(ds)``, ``ds[i]`` (tensors).
 
-    def __init__(self, ds: WindowDataset, pos: dict[str, Any]) -> None:
-        self.k = k = int(pos["num_workers"])
-        self.states = list(pos["workers"])
-        self.remaining = list(pos["remaining"])
-        self.offset = int(pos["offset"])
-        self.delivered = 0
-        self._done = 0
-        self._blocks: list[Iterator[Any] | None] = []
-        for w in range(k):
-            s, rem = self.states[w], self.remaining[w]
-            plan = ds._make_plan(w, k) if s is not None and rem != 0 else None
-            if plan is not None:
-                assert s is not None
-                plan.load_state_dict(s["plan"])
-                self._blocks.append(plan.blocks(rem))
-            else:
-                self._blocks.append(None)
-                self.remaining[w] = 0
+    ``ds[i]`` is what iterating the epoch from its start yields ``i``-th (see
+    :class:`zarrmux.sampler.EpochView` for the cost).  Each process opens the
+    corpus itself on first use.  Use ``DataLoader(ds, batch_size=None, ...)``.
+    """
 
-    def position(self) -> dict[str, Any]:
-        # replay the DataLoader's in-order round robin over the readers' plans (no data is read):
-        # worker i is reader (offset + i) % k, and a reader with nothing left is skipped
-        while self._done < self.delivered:
-            if not any(r != 0 for r in self.remaining):
-                raise PescadorError(f"{self.delivered} batches delivered but the readers' plans hold only {self._done}")
-            w = self.offset
-            if self.remaining[w] == 0:
-                self.offset = (w + 1) % self.k
-                continue
-            blk = next(self._blocks[w], None)  # type: ignore[arg-type]
-            if blk is None:
-                self.remaining[w] = 0
-                continue
-            self.states[w] = {"sampler": _SAMPLER_FORMAT, "plan": blk.state_after}
-            self.remaining[w] = _after_block(self.remaining[w], self.states[w])
-            self.offset = (w + 1) % self.k
-            self._done += 1
-        return {"num_workers": self.k, "workers": list(self.states), "remaining": list(self.remaining),
-                "offset": self.offset}
+    def __init__(self, dataset: WindowDataset, epoch: int) -> None:
+        self.dataset, self.epoch = dataset, int(epoch)
+        self._view: tuple[int, Any] | None = None
+
+    def _get(self) -> Any:
+        pid = os.getpid()
+        if self._view is None or self._view[0] != pid:
+            s = self.dataset._sampler(False)
+            s.prefetch = 0
+            s._load_plan_state(self.dataset._ranks().stream.start_state(self.epoch))
+            self._view = (pid, s.epoch_view(self.epoch))
+        return self._view[1]
+
+    def __len__(self) -> int:
+        return self.dataset._ranks().remaining(self.epoch, 0)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return _to_tensors(self._get()[i])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "epoch": self.epoch, "_view": None}
 
 
 class WindowLoader(DataLoader):  # type: ignore[type-arg]
@@ -545,7 +436,8 @@ class WindowLoader(DataLoader):  # type: ignore[type-arg]
 
     It counts the batches it delivers, so :meth:`state_dict` (the
     dataset's) is exact mid-epoch with any ``num_workers``, and the next
-    pass continues after the last delivered batch.
+    pass continues after the last delivered batch.  ``len(loader)`` is
+    ``len(dataset)``.
 
     Parameters
     ----------
@@ -571,16 +463,18 @@ class WindowLoader(DataLoader):  # type: ignore[type-arg]
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         ds: WindowDataset = self.dataset  # type: ignore[assignment]
         if self.num_workers == 0:
-            yield from super().__iter__()  # the dataset iterates here and tracks itself
+            yield from super().__iter__()  # the dataset iterates here and follows its position itself
             return
-        pos = ds._pass_start(self.num_workers)
-        ds._pos, ds._pass = pos, None  # what the workers start from (they are forked below)
-        lp = _LoaderPass(ds, pos)
+        ds._resolve()
+        lp = _LoaderPass(ds._state)  # where the workers start (they are started below)
         ds._pass = lp
         for batch in super().__iter__():
-            if ds._pass is lp:
+            if ds._pass is lp:  # (not moved by load_state_dict / set_epoch meanwhile)
                 lp.delivered += 1
             yield batch
+        if ds._pass is lp:
+            lp.ended = True
+            ds._resolve()
 
     def state_dict(self) -> dict[str, Any]:
         """The dataset's :meth:`WindowDataset.state_dict`."""
