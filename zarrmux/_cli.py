@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from .version import version
 
 #: subcommand modules, each with ``register(subparsers) -> None``
-_COMMAND_MODULES = ("_cli_demo", "_cli_convert")
+_COMMAND_MODULES = ("_cli_demo", "_cli_convert", "_cli_bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,13 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f".{name}", __package__)
-        except ModuleNotFoundError as exc:  # a subcommand not built yet
-            if exc.name != f"{__package__}.{name}":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f".{name}", __package__).register(sub)
     return parser
 
 

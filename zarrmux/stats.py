@@ -16,7 +16,8 @@ Times are wall seconds:
 
 ``ready_ahead`` counts batches that were already read when the consumer asked
 for them (a prefetch queue that kept up); ``queue_depth_mean`` is the mean
-number of batches in flight or ready when the consumer asked.
+number of batches read and waiting for the consumer when it asked (Dask:
+tasks in flight).
 
 Storage counters are the differences of the corpus's counters
 (:meth:`zarrmux.corpus.Corpus.io_counters`) over the same period: bytes and
@@ -29,6 +30,7 @@ requests fetched from storage, retries, decoded-chunk hits and misses.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -72,7 +74,7 @@ class LoaderStats:
 
     @property
     def queue_depth_mean(self) -> float:
-        """Mean batches in flight or ready when the consumer asked for one."""
+        """Mean batches read and waiting when the consumer asked for one."""
         return self.queue_depth_sum / self.batches if self.batches else 0.0
 
     @property
@@ -175,6 +177,7 @@ class StatsRecorder:
 
     def __init__(self, counters: Callable[[], Mapping[str, int]] | None = None) -> None:
         self._counters = counters
+        self._lock = threading.Lock()
         self.reset()
 
     def reset(self) -> None:
@@ -182,6 +185,8 @@ class StatsRecorder:
         self.stats = LoaderStats()
         self._base = dict(self._counters()) if self._counters is not None else {}
         self._start = 0.0
+        self._read_done = 0  #: batches read so far (by :meth:`timed`), for the queue depth
+        self._handed = 0  #: batches handed to the consumer so far
 
     def snapshot(self) -> LoaderStats:
         """A copy of the statistics now, storage counters included."""
@@ -193,24 +198,39 @@ class StatsRecorder:
         return out
 
     def timed(self, fn: Callable[[Any], T]) -> Callable[[Any], T]:
-        """``fn`` that adds its wall time to ``read_seconds`` (thread-safe enough: one float add per batch)."""
+        """``fn`` that adds its wall time to ``read_seconds`` and counts the batch read (thread-safe)."""
         clock = time.perf_counter
+        lock = self._lock
 
         def run(task: Any) -> T:
             t0 = clock()
             try:
                 return fn(task)
             finally:
-                self.stats.read_seconds += clock() - t0
+                took = clock() - t0
+                with lock:
+                    self.stats.read_seconds += took
+                    self._read_done += 1
 
         return run
 
     def delivered(self, batches: Iterator[T], windows_of: Callable[[T], int], depth: Callable[[], int] | None = None) -> Iterator[T]:
         """Yield from ``batches``, counting each batch and the consumer's waiting and working time.
 
-        ``depth()``, if given, is read when the consumer asks for a batch:
-        the batches in flight or ready then.
+        ``depth()``, if given, is read when the consumer asks for a batch
+        (the batches ready or in flight then); by default, the batches read by
+        :meth:`timed` and not yet handed over.
         """
+        if depth is None:
+            depth = lambda: max(0, self._read_done - self._handed)  # noqa: E731
+        try:
+            yield from self._deliver(batches, windows_of, depth)
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:  # stop the reader now (threads, Dask tasks), not when collected
+                close()
+
+    def _deliver(self, batches: Iterator[T], windows_of: Callable[[T], int], depth: Callable[[], int]) -> Iterator[T]:
         clock = time.perf_counter
         handed = 0.0
         while True:
@@ -220,7 +240,7 @@ class StatsRecorder:
             st = self.stats
             if handed:
                 st.consumer_seconds += asked - handed
-            queued = depth() if depth is not None else 0
+            queued = depth()
             try:
                 batch = next(batches)
             except StopIteration:
@@ -232,6 +252,7 @@ class StatsRecorder:
             st.batches += 1
             st.windows += windows_of(batch)
             st.queue_depth_sum += queued
+            self._handed += 1
             if queued and waited < 1e-4:
                 st.ready_ahead += 1
             st.elapsed_seconds = handed - self._start
