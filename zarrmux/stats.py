@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-__all__ = ["LoaderStats", "StatsRecorder", "COUNTERS"]
+__all__ = ["LoaderStats", "StatsRecorder", "StatsBoard", "COUNTERS"]
 
 T = TypeVar("T")
 
@@ -116,11 +116,13 @@ class LoaderStats:
 
         * The consumer waited for less than a tenth of the time: the loader
           keeps up; the consumer (the training step) bounds the throughput.
-        * Otherwise the loader does.  Where a batch's read time goes tells
+        * Otherwise the loader does.  When less than half the waiting was
+          spent reading, the rest is overhead (start-up, planning, hand-offs
+          between processes).  Else where a batch's read time goes tells
           which part: with few bytes per second fetched and reads much longer
           than the CPU could need (many requests per batch), storage latency
           (more ``prefetch`` and ``threads``); a low decoded-chunk hit rate on
-          compressed data, decoding (an uncompressed corpus,
+          compressed data (at least one decode per batch), decoding (an uncompressed corpus,
           ``convert --codec none``, or more ``cache_bytes``); otherwise the
           reading itself on this machine's CPU (more Dask workers or
           DataLoader workers).
@@ -133,12 +135,18 @@ class LoaderStats:
                 "the loader keeps up (a faster training step would get more)"
             )
         per_batch = self.read_seconds / self.batches
+        if self.read_seconds < 0.5 * self.wait_seconds:
+            return (
+                f"overhead outside reading: {self.wait_seconds - self.read_seconds:.2f} of the {self.wait_seconds:.2f} s "
+                "waited went to start-up, planning or handing batches between processes; run longer, "
+                "or use fewer workers"
+            )
         if self.requests and per_batch > 0.005 and self.requests / self.batches >= 1:
             return (
                 f"storage latency: {per_batch * 1e3:.1f} ms per batch over "
                 f"{self.requests / self.batches:.1f} requests; raise prefetch and threads"
             )
-        if self.chunk_misses and self.chunk_hit_rate < 0.5:
+        if self.chunk_misses >= self.batches and self.chunk_hit_rate < 0.5:
             return (
                 f"decoding: {100 * (1 - self.chunk_hit_rate):.0f}% of chunk lookups decode a chunk; "
                 "convert with --codec none (or auto) or raise cache_bytes"
@@ -257,3 +265,44 @@ class StatsRecorder:
                 st.ready_ahead += 1
             st.elapsed_seconds = handed - self._start
             yield batch
+
+
+class StatsBoard:
+    """Shared memory where worker processes publish their :class:`LoaderStats` (one row each).
+
+    Made in the parent before the workers start (they receive it with the
+    dataset); each worker overwrites its row after every batch, and the parent
+    sums the rows.  No lock: a row is read while it may be half written, which
+    can skew a total by one batch, never more.
+
+    Parameters
+    ----------
+    workers : int > 0
+    context : multiprocessing context or None
+        The workers' start method (``DataLoader.multiprocessing_context``).
+    """
+
+    _FIELDS = tuple(f.name for f in dataclasses.fields(LoaderStats))
+
+    def __init__(self, workers: int, context: Any = None) -> None:
+        import multiprocessing
+
+        ctx = context if context is not None else multiprocessing
+        if isinstance(ctx, str):
+            ctx = multiprocessing.get_context(ctx)
+        self.workers = int(workers)
+        self._rows = ctx.RawArray("d", self.workers * len(self._FIELDS))
+
+    def publish(self, worker: int, stats: LoaderStats) -> None:
+        """Worker ``worker``'s statistics now."""
+        k = len(self._FIELDS)
+        self._rows[worker * k : (worker + 1) * k] = [float(getattr(stats, f)) for f in self._FIELDS]
+
+    def total(self) -> LoaderStats:
+        """The sum over the workers (``elapsed_seconds``: the longest)."""
+        k = len(self._FIELDS)
+        out = LoaderStats()
+        for w in range(self.workers):
+            row = self._rows[w * k : (w + 1) * k]
+            out = out + LoaderStats(**{f: (int(v) if isinstance(getattr(out, f), int) else v) for f, v in zip(self._FIELDS, row)})
+        return out

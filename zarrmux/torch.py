@@ -66,6 +66,7 @@ import numpy as np
 from .exceptions import PescadorError
 from .global_stream import DATASET_FORMAT, GlobalStream, RankStream, parse_position_state, position_state
 from .plan import WindowPlan
+from .stats import COUNTERS, LoaderStats, StatsBoard, StatsRecorder
 
 __all__ = ["WindowDataset", "WindowLoader", "EpochDataset", "STATE_FORMAT"]
 
@@ -174,9 +175,11 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
             raise TypeError(f"WindowDataset got unexpected options {sorted(unknown)}")
         if "batch_size" not in sampler_options:
             raise TypeError("WindowDataset needs batch_size= (windows per batch)")
+        entries = None
         if hasattr(path_or_url, "read_windows") and hasattr(path_or_url, "__getstate__"):
             st = path_or_url.__getstate__()  # a Corpus: keep how to reopen it, not the handle
             path_or_url = st["target"]
+            entries = st.get("entries")  # a view (Corpus.split / select): the same entries
             sampler_options.setdefault("keys", st["keys"])
             sampler_options.setdefault("cache_bytes", st["cache_bytes"])
             storage_options = storage_options or st["storage_options"]
@@ -185,6 +188,8 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         if isinstance(sampler_options.get("keys"), str):
             sampler_options["keys"] = (sampler_options["keys"],)
         self.path = path_or_url
+        #: the entry names of a corpus view, or None for every entry
+        self.entries: tuple[str, ...] | None = entries
         self.n = n
         self.storage_options = dict(storage_options) if storage_options else None
         self._plan_opts = {k: sampler_options[k] for k in _PLAN_OPTIONS if k in sampler_options}
@@ -207,7 +212,7 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         # Read the row counts once (metadata only) and close: no handle is kept.
         from .corpus import open_corpus
 
-        corpus = open_corpus(path_or_url, keys=self._read_opts.get("keys"), storage_options=self.storage_options)
+        corpus = open_corpus(path_or_url, keys=self._read_opts.get("keys"), storage_options=self.storage_options, entries=entries)
         try:
             self.rows = np.asarray(corpus.rows, dtype=np.int64).copy()
             self.keys: tuple[str, ...] = tuple(self._read_opts.get("keys") or corpus.keys)
@@ -226,6 +231,7 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         self._pass: _LoaderPass | None = None
         self._generation = 0  # moved by load_state_dict / set_epoch: a running pass stops
         self._local: tuple[int, Any] | None = None  # (pid, WindowSampler) of in-process iteration
+        self._board: StatsBoard | None = None  # where DataLoader workers publish their statistics
 
     # ------------------------------------------------------------------ positions
     def _ranks(self) -> RankStream:
@@ -274,17 +280,18 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         if in_worker:
             read.setdefault("prefetch", WORKER_PREFETCH)
         target: Any = self.path
-        if self.storage_options:
+        opened = bool(self.storage_options) or self.entries is not None
+        if opened:
             from .corpus import open_corpus
 
             target = open_corpus(self.path, keys=read.get("keys"), cache_bytes=read.get("cache_bytes"),
-                                 storage_options=self.storage_options)
+                                 storage_options=self.storage_options, entries=self.entries)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             s = WindowSampler(target, self.n, seed=self.seed, rank=self.rank, world_size=self.world_size,
                               epoch_batches=self.epoch_batches, max_iter=self.max_iter, epochs=self.epochs,
                               **self._plan_opts, **read)
-        if self.storage_options:
+        if opened:
             s._owns_corpus = True
         return s
 
@@ -318,10 +325,13 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
 
     def _iterate_worker(self, w: int, k: int) -> Iterator[dict[str, torch.Tensor]]:
         sampler = self._sampler(True)
+        board = self._board
         try:
             sampler._load_plan_state(self._state)
             sampler._worker = (w, k)
             for batch in sampler:
+                if board is not None:
+                    board.publish(w, sampler.stats())
                 yield _to_tensors(batch)
             # a full pass: a persistent worker's next pass continues from its end, as every worker's does
             self._state = sampler._state
@@ -384,6 +394,10 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         """This rank's batches of ``epoch`` (default: the current one) as a map-style ``Dataset``."""
         return EpochDataset(self, self.epoch if epoch is None else epoch)
 
+    def stats(self) -> LoaderStats:
+        """Statistics of in-process iteration (``num_workers=0``; see :meth:`WindowLoader.stats` with workers)."""
+        return self._local[1].stats() if self._local is not None else LoaderStats()
+
     # ------------------------------------------------------------------ pickling (spawn workers)
     def __getstate__(self) -> dict[str, Any]:
         self._resolve()
@@ -431,6 +445,10 @@ class EpochDataset(Dataset):  # type: ignore[type-arg]
         return {"dataset": self.dataset, "epoch": self.epoch, "_view": None}
 
 
+def _windows_of(batch: Any) -> int:
+    return int(len(next(iter(batch.values())))) if isinstance(batch, dict) and batch else 0
+
+
 class WindowLoader(DataLoader):  # type: ignore[type-arg]
     """``DataLoader(dataset, batch_size=None, ...)`` that keeps the dataset's position exact.
 
@@ -459,12 +477,42 @@ class WindowLoader(DataLoader):  # type: ignore[type-arg]
         if kwargs.get("in_order") is False:
             raise ValueError("WindowLoader needs in_order=True (the order of batches is what makes positions exact)")
         super().__init__(dataset, batch_size=None, **kwargs)
+        self._recorder = StatsRecorder()
+        self._stats_base = LoaderStats()
+
+    def stats(self) -> LoaderStats:
+        """What the loader delivered, and where the time went (see :mod:`zarrmux.stats`).
+
+        Batches, windows and the time the training loop waited for batches or
+        worked are measured here, in the training process; reading time,
+        bytes fetched and decoded-chunk hits are the sums over the workers of
+        the passes since :meth:`reset_stats` (or the dataset's own with
+        ``num_workers=0``).
+        """
+        ds: WindowDataset = self.dataset  # type: ignore[assignment]
+        here = self._recorder.snapshot()
+        there = ds.stats() if self.num_workers == 0 else (ds._board.total() if ds._board is not None else LoaderStats())
+        for name in ("read_seconds", *COUNTERS):
+            setattr(here, name, getattr(there, name) - getattr(self._stats_base, name))
+        return here
+
+    def reset_stats(self) -> None:
+        """Count from zero."""
+        ds: WindowDataset = self.dataset  # type: ignore[assignment]
+        self._recorder.reset()
+        self._stats_base = ds.stats() if self.num_workers == 0 else (ds._board.total() if ds._board is not None else LoaderStats())
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        return self._recorder.delivered(self._iterate(), _windows_of)
+
+    def _iterate(self) -> Iterator[Any]:
         ds: WindowDataset = self.dataset  # type: ignore[assignment]
         if self.num_workers == 0:
             yield from super().__iter__()  # the dataset iterates here and follows its position itself
             return
+        if ds._board is None or ds._board.workers != self.num_workers:
+            ds._board = StatsBoard(self.num_workers, self.multiprocessing_context)
+            self._stats_base = LoaderStats()
         ds._resolve()
         lp = _LoaderPass(ds._state)  # where the workers start (they are started below)
         ds._pass = lp
