@@ -55,7 +55,8 @@ def test_demo_command_converts_and_samples(tmp_path: Path) -> None:
     method_lines = [line for line in lines if "windows/s" in line]
     assert len(method_lines) == 3
     assert all(" 160 windows in " in line for line in method_lines)  # 5 batches of 32 delivered by each
-    assert lines[-1].strip().startswith("figures: windows actually delivered per second")
+    assert lines[-2].strip().startswith("figures: windows actually delivered per second")
+    assert lines[-1] == f"files kept in {tmp_path}: the archives in archives/, the corpus in corpus.zarr"
     assert (tmp_path / "corpus.zarr" / "zarr.json").exists()
     assert len(zarrmux.open_corpus(str(tmp_path / "corpus.zarr"))) == 3
 

@@ -11,7 +11,8 @@ import zarr
 import zarrmux
 from zarrmux import layout
 from zarrmux.conversion import ConversionReport, convert, plan_units
-from zarrmux.testing import make_npz_archives
+from zarrmux.testing import make_entry, make_npz_archives
+from zarrmux.verify import verify
 
 
 def read_entries(dest: Path | str) -> dict[str, dict[str, np.ndarray]]:
@@ -188,3 +189,63 @@ def test_fast_shard_encoder_is_byte_identical_to_zarr(tmp_path: Path, codec: str
     key = "/".join(["c", "1"] + ["0"] * len(trailing))
     assert fast[2]  # zarrmux corpora store a crc32c per inner chunk
     assert encode_shard(data[512:1000], 64, 512, fast[1], fast[2]) == (tmp_path / "eq.zarr" / "X" / key).read_bytes()
+
+
+# ---------------------------------------------------------------- issue 11 point 2: values, not bytes
+
+
+def test_big_endian_sources_are_stored_as_their_values(tmp_path: Path) -> None:
+    """Issue 11 why-2: '>f4' NPZ members and NPY files were stored byte-swapped (4.6e-41 ...)."""
+    from zarrmux.corpus import open_corpus
+    from zarrmux.sources import discover, scan, source_checksum
+
+    x = np.arange(8, dtype=">f4").reshape(4, 2) + 0.5
+    y = np.arange(4, dtype=">i8") - 2
+    np.savez(tmp_path / "be.npz", X=x, Y=y)
+    np.save(tmp_path / "npy_X.npy", (x * 3).astype(">f4"))
+    np.save(tmp_path / "npy_Y.npy", y.astype(">i8"))
+    np.savez(tmp_path / "le.npz", X=(x * 5).astype("<f4"), Y=y.astype("<i8"))  # little-endian, appended
+    dest = tmp_path / "be.zarr"
+    convert([tmp_path / "be.npz", tmp_path / "npy_X.npy", tmp_path / "npy_Y.npy"], dest, workers=1)
+    convert([tmp_path / "le.npz"], dest, workers=1)  # the same values in the other byte order: the same key dtype
+    root = zarr.open_group(str(dest), mode="r")
+    meta = layout.read_meta(root)
+    assert meta.keys["X"].dtype == "<f4" and meta.keys["Y"].dtype == "<i8"
+    corpus = open_corpus(dest)
+    want = {"be": (x, y), "npy": (x * 3, y), "le": (x * 5, y)}
+    for i, name in enumerate(corpus.names):
+        np.testing.assert_array_equal(corpus.read_rows(i, "X", 0, 4), want[name][0])
+        np.testing.assert_array_equal(corpus.read_rows(i, "Y", 0, 4), want[name][1])
+    corpus.close()
+    assert verify(dest, [tmp_path]) == []
+    # the checksum covers values: a big-endian source and its little-endian copy agree
+    (tmp_path / "copy").mkdir()
+    np.savez(tmp_path / "copy" / "be.npz", X=x.astype("<f4"), Y=y.astype("<i8"))
+    (be,), _ = scan(discover([tmp_path / "be.npz"])[0])
+    (le,), _ = scan(discover([tmp_path / "copy" / "be.npz"])[0])
+    assert source_checksum(be) == source_checksum(le)
+
+
+def test_verify_proves_values_dtype_and_shape(tmp_path: Path) -> None:
+    """Issue 11 why-2: editing data_type float32 -> int32 in X/zarr.json read garbage and verify said ok."""
+    import json
+
+    from zarrmux._cli import main
+
+    np.savez(tmp_path / "a.npz", **make_entry(300, 8, seed=1))
+    dest = tmp_path / "c.zarr"
+    convert([tmp_path / "a.npz"], dest, workers=1)
+    assert verify(dest, [tmp_path / "a.npz"]) == []
+    doc = dest / "X" / "zarr.json"
+    meta = json.loads(doc.read_text())
+    assert meta["data_type"] == "float32"
+    meta["data_type"] = "int32"
+    doc.write_text(json.dumps(meta))
+    problems = [str(m) for m in verify(dest)]
+    assert any(p.startswith("X/zarr.json: the array's data type is int32, the corpus metadata says float32") for p in problems)
+    assert any(p.startswith("a: stored data does not match its checksum") for p in problems)
+    assert main(["verify", str(dest)]) == 1
+    from zarrmux.exceptions import CorpusError
+
+    with pytest.raises(CorpusError, match=r"X/zarr\.json: the array's data type is int32"):
+        layout.open_parts(zarr.open_group(str(dest), mode="r"))

@@ -176,3 +176,65 @@ def test_workers_and_dask_give_identical_data(tmp_path: Path) -> None:
     # 'local': the helper builds (and closes) its own LocalCluster on 127.0.0.1
     convert([src], tmp_path / "local.zarr", scheduler="local", workers=1, **OPTS)
     assert_same_store(tmp_path / "w1.zarr", tmp_path / "local.zarr")
+
+
+# ---------------------------------------------------------------- issue 11 point 4: creating a corpus is atomic
+
+_ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(
+        p for p in (str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")) if p
+    ),
+}
+
+
+def test_sigkill_while_creating_leaves_nothing_and_rerun_completes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11 why-4: a kill in a new corpus's first writes left a store every command failed on (KeyError)."""
+    from zarrmux._cli import main
+    from zarrmux.conversion import NEW_SUFFIX
+
+    src = tmp_path / "src"
+    make_npz_archives(src, 3, min_rows=300, max_rows=600, features=8)
+    dest = tmp_path / "new.zarr"
+    proc = subprocess.Popen([sys.executable, "-m", "zarrmux", "convert", str(src), "-o", str(dest), "--workers", "1", "-q"], env=_ENV)
+    building = tmp_path / f"new.zarr{NEW_SUFFIX}{proc.pid}"
+    try:
+        deadline = time.monotonic() + 60
+        while not building.exists() and proc.poll() is None and time.monotonic() < deadline:
+            pass  # spin: the creation takes a few dozen milliseconds
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL and building.exists(), "not killed during the creation"
+    assert not dest.exists(), "a killed creation must leave nothing at the destination"
+    assert main(["info", str(dest)]) == 4 and main(["verify", str(dest)]) == 4
+    assert "killed while creating it: rerun the convert command" in capsys.readouterr().err
+    report = convert([src], dest, workers=1)
+    assert report.entries == 3 and not building.exists()  # the leftover is removed by the next writer
+    assert verify(dest, [src]) == []
+
+
+def test_interrupted_creation_of_an_older_zarrmux_is_clear_and_rerun_completes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The store an older zarrmux left when killed while creating: root attributes, some arrays missing."""
+    import shutil
+
+    from zarrmux._cli import main
+    from zarrmux.exceptions import CorpusError
+
+    src = tmp_path / "src"
+    make_npz_archives(src, 3, min_rows=300, max_rows=600, features=8)
+    dest = tmp_path / "half.zarr"
+    specs = {"X": layout.KeySpec("<f4", (8,), 128, codec="lz4"), "Y": layout.KeySpec("<i8", (), 128, codec="lz4")}
+    layout.create_corpus(str(dest), specs, shard_rows=512, codec="auto")
+    shutil.rmtree(dest / "Y")
+    shutil.rmtree(dest / "index")
+    for cmd in (["info", str(dest)], ["verify", str(dest)]):
+        assert main(cmd) == 4
+        err = capsys.readouterr().err
+        assert "incomplete zarrmux corpus: array 'Y' is missing" in err and "rerun the convert command" in err
+    with pytest.raises(CorpusError, match="incomplete zarrmux corpus"):
+        from zarrmux.verify import info
+
+        info(dest)
+    assert main(["convert", str(src), "-o", str(dest), "--workers", "1", "-q"]) == 0
+    assert verify(dest, [src]) == []

@@ -99,3 +99,13 @@ def test_fortran_order_and_unsupported_dtypes(tmp_path: Path) -> None:
     np.save(tmp_path / "z_X.npy", np.float32(3))
     with pytest.raises(SourceError, match="0-d scalar"):
         scan(discover([tmp_path / "z_X.npy"])[0])
+
+
+def test_reserved_key_names_agree_with_the_layout() -> None:
+    """sources (no zarr import) keeps its own copy of the names a key can never have."""
+    from zarrmux import layout, sources
+
+    assert sources._RESERVED_KEYS == layout.RESERVED_NAMES
+    for name in ("zarr.json", "Zarr.JSON", "index", ".zattrs"):
+        with pytest.raises(sources.SourceError, match="is a name the corpus uses itself|is not a valid key name"):
+            sources.check_key_name(name, "a.npz")

@@ -3,13 +3,21 @@
 Exit codes (all three commands)::
 
     0    success
-    1    verify found mismatches
+    1    verify found mismatches (corrupt data or index, sources that differ)
     2    usage error (bad arguments or option values)
     3    bad input: a source could not be converted (message names file and problem);
          nothing partial is left
-    4    destination/store problem: not a zarrmux corpus, unreadable, incompatible options
+    4    destination/store problem: not a zarrmux corpus, unreadable or damaged
+         metadata (the file is named), an interrupted creation, incompatible options
     5    converted, but bad sources were skipped (--on-error skip)
+    6    the Dask scheduler (--scheduler) cannot be reached
+    7    the destination is being written by another convert (one writer at a time;
+         the message names host, pid and since when; --wait waits instead)
+    8    I/O error on the corpus: out of space, file too large, EIO (the store stays
+         valid: committed entries are kept, rerun to resume)
     130  interrupted; committed entries are kept, rerun the command to resume
+
+Failures are printed as one ``zarrmux: error: ...`` line, never a traceback.
 """
 
 from __future__ import annotations
@@ -20,20 +28,33 @@ import sys
 from typing import Any
 
 from .exceptions import ConversionError, CorpusError, SchedulerError
+from .writer_lock import DestinationBusyError, StoreIOError  # imports no zarr
 
 #: the ``--codec auto`` threshold, from zarrmux.layout (not imported: it imports zarr, and
 #: the CLI parser must stay light); tests check the two agree
 AUTO_MIN_SAVING = 0.25
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_STORE, EXIT_SKIPPED, EXIT_SCHEDULER = 0, 1, 2, 3, 4, 5, 6
+EXIT_BUSY, EXIT_IO = 7, 8
 
 _EPILOG = """exit codes: 0 ok; 1 verify mismatches; 2 usage error; 3 bad input (nothing partial left);
-4 destination is not a zarrmux corpus / incompatible; 5 converted but bad sources skipped;
-6 Dask scheduler unreachable; 130 interrupted"""
+4 destination is not a zarrmux corpus / damaged / incompatible; 5 converted but bad sources skipped;
+6 Dask scheduler unreachable; 7 destination busy (another convert is writing it); 8 I/O error
+(out of space: the store stays valid, rerun to resume); 130 interrupted"""
 
 
 def _err(msg: str) -> None:
     print(f"zarrmux: error: {msg}", file=sys.stderr)
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"{v} must be >= 0")
+    return v
 
 
 def _positive(text: str) -> int:
@@ -78,6 +99,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--workers", type=_positive, help="parallel processes (default: number of cores)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on dask.distributed: tcp://host:8786 or 'local'")
     p.add_argument("--overwrite", action="store_true", help="replace entries whose name exists with different data")
+    p.add_argument("--wait", action="store_true",
+                   help="if another convert is writing DEST, wait until it is done instead of exiting with code 7 "
+                        "(one writer at a time per corpus; readers are never blocked)")
+    p.add_argument("--wait-timeout", type=_seconds, metavar="SECONDS",
+                   help="like --wait, but exit with code 7 after waiting SECONDS")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="'raise': stop at the first bad source (default); 'skip': list bad sources, convert the rest")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary line")
@@ -111,8 +137,11 @@ def register(subparsers: Any) -> None:
 #: what a command's failure maps to, first match wins: the message is printed, never a traceback
 _EXIT_FOR: tuple[tuple[type[Exception], int], ...] = (
     (ConversionError, EXIT_BAD_INPUT),
+    (DestinationBusyError, EXIT_BUSY),
+    (StoreIOError, EXIT_IO),
     (CorpusError, EXIT_STORE),
     (SchedulerError, EXIT_SCHEDULER),
+    (OSError, EXIT_IO),
     (ValueError, EXIT_USAGE),
 )
 _FAILURES = tuple(cls for cls, _ in _EXIT_FOR)
@@ -143,6 +172,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             on_error=args.on_error,
             progress=show_bar,
             group=args.group,
+            wait=args.wait_timeout if args.wait_timeout is not None else args.wait,
         )
     except _FAILURES as exc:
         return _fail(exc)

@@ -24,6 +24,25 @@ How a conversion runs
    rest absent; data written beyond the last commit is trimmed by the next
    run (or by this one when it stops on an error).
 
+One writer, atomic creation, clean failures
+-------------------------------------------
+* The whole run holds the destination's writer lock
+  (:mod:`zarrmux.writer_lock`): a second writer is refused at once
+  (:class:`~zarrmux.writer_lock.DestinationBusyError`, naming host, pid and
+  since when) or waits (``wait=``); a lock left by a killed writer is free.
+* A new local corpus is created complete beside ``dest``
+  (``<dest>.zarrmux-new-<pid>``) and renamed into place: a run killed while
+  creating leaves nothing at ``dest``.  A zarrmux root left without all its
+  arrays by an interrupted creation (remote, or an older zarrmux) holds no
+  entries and is recreated.
+* Pool workers watch a pipe only the coordinator can write: when it is
+  gone (even ``kill -9``) they exit at once, and the forkserver and the
+  resource tracker follow (``_worker_init``).  They share the writer lock,
+  so a new writer never overlaps an orphaned worker.
+* An ``OSError`` on the corpus (out of space, file size limit, EIO) becomes
+  :class:`~zarrmux.writer_lock.StoreIOError` (exit code 8) after the
+  uncommitted data is dropped: the store stays valid, rerun to resume.
+
 Codec per key
 -------------
 ``codec='auto'`` (the default) chooses each key's codec when a corpus is
@@ -42,6 +61,8 @@ rows of each key, ~32 MiB for the widest key by default) plus one read block.
 
 from __future__ import annotations
 
+import errno
+import glob
 import math
 import os
 import shutil
@@ -56,10 +77,21 @@ import zarr
 
 from . import layout
 from . import shard_format as fmt
-from .exceptions import ConversionError, CorpusError
+from .exceptions import ConversionError, CorpusError, PescadorError
 from .sources import SourceEntry, SourceError, discover, open_reader, scan, source_checksum
+from .writer_lock import DestinationBusyError, InheritedFd, StoreIOError, WriterLock
 
-__all__ = ["convert", "ConversionReport", "UnitTask", "UnitResult", "plan_units", "convert_unit", "EXIT_CODES"]
+__all__ = [
+    "convert",
+    "ConversionReport",
+    "UnitTask",
+    "UnitResult",
+    "plan_units",
+    "convert_unit",
+    "EXIT_CODES",
+    "StoreIOError",
+    "DestinationBusyError",
+]
 
 #: documented exit codes of ``zarrmux convert`` / ``info`` / ``verify``
 EXIT_CODES = {
@@ -67,11 +99,15 @@ EXIT_CODES = {
     1: "verify found mismatches",
     2: "usage error (bad command-line arguments or option values)",
     3: "bad input: a source could not be converted; nothing partial is left",
-    4: "destination/store problem: not a zarrmux corpus, unreadable, or incompatible options",
+    4: "destination/store problem: not a zarrmux corpus, unreadable, damaged metadata, or incompatible options",
     5: "converted, but some bad sources were skipped (--on-error skip)",
     6: "the Dask scheduler (--scheduler) cannot be reached",
+    7: "the destination is being written by another convert (one writer at a time; --wait waits)",
+    8: "I/O error writing the corpus (out of space, file too large, EIO, a worker killed); committed entries are kept",
     130: "interrupted (Ctrl-C); committed entries are kept, rerun to resume",
 }
+
+
 #: bytes read per ``readinto`` call (bounds the temporary of deflated members)
 READ_BLOCK_BYTES = 8 << 20
 #: ``codec='auto'``: entries sampled per key (the first ones, in source order)
@@ -207,7 +243,7 @@ class _ShardWriter:
             view = self.buf[off : off + take]
             if off > self.hi:  # a hole (skipped entry): keep fill-value zeros there
                 self.buf[self.hi : off] = 0
-            reader.readinto(memoryview(view).cast("B"))
+            reader.read_values(view)  # the source's values, little-endian
             hasher.update(view)
             self.hi = max(self.hi, off + take)
             row += take
@@ -243,7 +279,7 @@ def convert_unit(task: UnitTask, on_entry: Callable[[SourceEntry], None] | None 
     root = zarr.open_group(task.dest, mode="r+")
     meta = layout.read_meta(root)
     writers = {
-        k: _ShardWriter(root[k], task.shard_rows, np.dtype(spec.dtype), tuple(spec.trailing_shape))
+        k: _ShardWriter(root[k], task.shard_rows, layout.store_dtype(spec.dtype), tuple(spec.trailing_shape))
         for k, spec in meta.keys.items()
     }
     records: list[layout.EntryRecord] = []
@@ -254,7 +290,7 @@ def convert_unit(task: UnitTask, on_entry: Callable[[SourceEntry], None] | None 
             h = layout.EntryHasher()
             for key in sorted(entry.members):
                 m = entry.members[key]
-                h.begin_key(key, np.dtype(m.dtype), m.shape)
+                h.begin_key(key, np.dtype(m.store_dtype), m.shape)
                 with open_reader(m) as r:
                     writers[key].fill(r, start, m.rows, h)
                     r.finish()
@@ -291,23 +327,78 @@ def _stored_bytes(root: zarr.Group, keys: Sequence[str]) -> int:
     return total
 
 
-def _open_existing(dest: str) -> zarr.Group | None:
-    """The corpus at ``dest``, ``None`` if nothing is there, :class:`CorpusError` if something else is."""
+#: suffix of the directory a new local corpus is created in before it is renamed into place
+NEW_SUFFIX = ".zarrmux-new-"
+
+
+def _new_dirs(dest: str) -> list[str]:
+    """Leftover creation directories of ``dest`` (``<dest>.zarrmux-new-<pid>``)."""
+    return glob.glob(glob.escape(os.path.realpath(dest).rstrip(os.sep)) + NEW_SUFFIX + "*")
+
+
+def _open_existing(dest: str) -> tuple[zarr.Group | None, bool]:
+    """``(root, partial)``: the corpus at ``dest``, or ``(None, False)`` if nothing is there.
+
+    ``(None, True)``: a store whose creation was interrupted (a zarrmux root
+    without all its arrays and no committed entries): nothing to keep, the
+    run recreates it.  :class:`CorpusError` if something else is there.
+    Called while holding the writer lock, which also makes it safe to remove
+    leftover creation directories of a killed run.
+    """
     if _is_local(dest):
+        for leftover in _new_dirs(dest):
+            shutil.rmtree(leftover, ignore_errors=True)
         if not os.path.exists(dest):
-            return None
+            return None, False
         if os.path.isdir(dest) and not os.listdir(dest):
-            return None
+            return None, False
         if not os.path.isdir(dest):
             raise CorpusError(f"destination {dest} exists and is not a directory (not a zarrmux corpus)")
     try:
         root = zarr.open_group(dest, mode="r+")
     except Exception as exc:  # noqa: BLE001 - zarr raises several types here
         if not _is_local(dest) and isinstance(exc, FileNotFoundError):
-            return None
-        raise CorpusError(f"destination {dest} exists and is not a zarrmux corpus ({type(exc).__name__}: {exc})") from None
-    layout.read_meta(root)  # CorpusError if not a corpus
-    return root
+            return None, False
+        raise CorpusError(
+            f"destination {dest} exists and is not a zarrmux corpus (reading {dest.rstrip('/')}/zarr.json: "
+            f"{type(exc).__name__}: {exc})"
+        ) from None
+    meta = layout.read_meta(root)  # CorpusError if not a corpus
+    try:
+        layout.open_parts(root, meta)
+    except layout.IncompleteCorpusError as exc:
+        if exc.n_entries:
+            raise
+        return None, True
+    return root, False
+
+
+def _create(
+    dest: str, specs: Mapping[str, layout.KeySpec], *, shard_rows: int, codec: str, level: int | None, partial: bool
+) -> zarr.Group:
+    """Create the corpus at ``dest``, atomically for a local one: built aside, then renamed into place.
+
+    A run killed while creating leaves nothing at ``dest`` (only a
+    ``<dest>.zarrmux-new-<pid>`` directory, removed by the next writer).  A
+    remote store is created in place (an object store has no rename); a
+    creation interrupted there is recognised and redone (``partial``).
+    """
+    if not _is_local(dest):
+        return layout.create_corpus(dest, specs, shard_rows=shard_rows, codec=codec, level=level)
+    real = os.path.realpath(dest).rstrip(os.sep)
+    tmp = f"{real}{NEW_SUFFIX}{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        layout.create_corpus(tmp, specs, shard_rows=shard_rows, codec=codec, level=level)
+        if partial:  # an interrupted creation of an older zarrmux: nothing committed, replace it
+            shutil.rmtree(real)
+        elif os.path.isdir(real):
+            os.rmdir(real)  # empty (checked by _open_existing, under the lock)
+        os.rename(tmp, real)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return zarr.open_group(dest, mode="r+")
 
 
 def _trim(root: zarr.Group, meta: layout.CorpusMeta) -> None:
@@ -327,7 +418,7 @@ def _key_specs(
         cr = chunk_rows or layout.default_chunk_rows(m.row_bytes)
         if shard_rows and not chunk_rows:
             cr = math.gcd(cr, shard_rows)
-        specs[k] = layout.KeySpec(m.dtype, tuple(m.shape[1:]), int(cr))
+        specs[k] = layout.KeySpec(m.store_dtype, tuple(m.shape[1:]), int(cr))
     if shard_rows is None:
         shard_rows = layout.default_shard_rows([s.row_bytes for s in specs.values()], [s.chunk_rows for s in specs.values()])
         if chunk_rows:
@@ -350,7 +441,7 @@ def _check_against(entry: SourceEntry, specs: Mapping[str, layout.KeySpec], ref:
         raise SourceError(entry.where, f"entry {entry.name!r} {' and '.join(parts)} (keys of {ref}: {sorted(want)}; use keys= / --keys to pick)")
     for k, m in entry.members.items():
         s = specs[k]
-        if np.dtype(m.dtype) != np.dtype(s.dtype):
+        if layout.store_dtype(m.dtype) != layout.store_dtype(s.dtype):  # byte order does not matter
             raise SourceError(m.where, f"key {k!r} has dtype {np.dtype(m.dtype)}, {ref} has {np.dtype(s.dtype)}")
         if tuple(m.shape[1:]) != tuple(s.trailing_shape):
             raise SourceError(m.where, f"key {k!r} has trailing shape {tuple(m.shape[1:])}, {ref} has {tuple(s.trailing_shape)}")
@@ -371,14 +462,14 @@ def _sample_key(entries: Sequence[SourceEntry], key: str) -> list[np.ndarray]:
     out: list[np.ndarray] = []
     for e in first:
         m = e.members[key]
-        dt = np.dtype(m.dtype)
+        dt = np.dtype(m.store_dtype)
         items = min(m.nbytes, per_entry) // dt.itemsize
         if items < 1:
             continue
         block = np.empty(items, dtype=dt)
         try:
             with open_reader(m) as r:
-                r.readinto(memoryview(block).cast("B"))
+                r.read_values(block)
         except SourceError:
             continue
         out.append(block)
@@ -432,9 +523,41 @@ class _Progress:
             self.bar.close()
 
 
-def _run_pool(tasks: Sequence[UnitTask], workers: int) -> Iterator[UnitResult]:
+def _worker_init(alive: InheritedFd, lock: InheritedFd | None) -> None:
+    """Initializer of a pool worker: exit as soon as the coordinator is gone.
+
+    ``alive`` is the read end of a pipe whose only write end the coordinator
+    holds: a daemon thread blocks reading it and, at EOF (the coordinator
+    exited or was killed, even by ``kill -9``), ends the worker at once.  So no
+    worker outlives its coordinator, and once the workers are gone the
+    forkserver and multiprocessing's resource tracker (kept alive only by
+    descriptors the workers hold) exit too.  Holding ``lock`` (the
+    coordinator's writer lock descriptor) keeps the destination locked until
+    the last worker has exited, so a new writer never overlaps an orphan.
+    """
+    import threading
+
+    global _HELD_LOCK
+    _HELD_LOCK = lock  # keep the descriptor open for the life of the worker
+
+    def watch() -> None:
+        try:
+            while os.read(alive.fd, 1):
+                pass
+        except OSError:
+            pass
+        os._exit(70)  # the coordinator is gone: stop now, its uncommitted data is trimmed by the next run
+
+    threading.Thread(target=watch, name="zarrmux-parent-watch", daemon=True).start()
+
+
+_HELD_LOCK: InheritedFd | None = None
+
+
+def _run_pool(tasks: Sequence[UnitTask], workers: int, lock: WriterLock | None = None) -> Iterator[UnitResult]:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     # zarr's async machinery is not fork-safe: a forkserver that has only *imported* zarr is.
     try:
@@ -442,19 +565,35 @@ def _run_pool(tasks: Sequence[UnitTask], workers: int) -> Iterator[UnitResult]:
         ctx.set_forkserver_preload(["zarrmux.conversion"])
     except ValueError:  # pragma: no cover - platforms without forkserver
         ctx = mp.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    alive_r, alive_w = os.pipe()  # workers watch alive_r; only this process holds alive_w
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=ctx,
+        initializer=_worker_init,
+        initargs=(InheritedFd(alive_r), lock.share() if lock is not None else None),
+    )
     ok = False
     try:
         pending = {pool.submit(convert_unit, t) for t in tasks}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for f in done:
-                yield f.result()
+                try:
+                    result = f.result()
+                except BrokenProcessPool:
+                    raise StoreIOError(
+                        f"a worker process converting into {tasks[0].dest} died unexpectedly (killed by a signal, "
+                        "e.g. the out-of-memory killer, or crashed); committed entries are kept and the store stays "
+                        "valid, rerun the same command to resume"
+                    ) from None
+                yield result
         ok = True
     finally:
         # on error or interrupt: drop queued units and wait for running ones, so
         # nobody writes after the coordinator trims uncommitted data
         pool.shutdown(wait=True, cancel_futures=not ok)
+        os.close(alive_w)
+        os.close(alive_r)
 
 
 def _run_dask(tasks: Sequence[UnitTask], scheduler: Any, workers: int) -> Iterator[UnitResult]:
@@ -484,6 +623,7 @@ def convert(
     group: str = "suffix",
     unit_rows: int | None = None,
     commit_every: float = 1.0,
+    wait: bool | float = False,
 ) -> ConversionReport:
     """Convert NPZ/NPY ``sources`` into (or append them to) the corpus at ``dest``.
 
@@ -540,6 +680,14 @@ def convert(
         plan order) at most this often, and at the end.  A commit rewrites
         the index chunks, so committing every small unit would be slow; a
         killed run loses at most this much finished work.
+    wait : bool or float >= 0
+        One writer at a time per destination (:mod:`zarrmux.writer_lock`):
+        ``False`` (default) refuses at once with
+        :class:`~zarrmux.writer_lock.DestinationBusyError` naming the holder
+        (host, pid, since when) if another conversion is writing ``dest``;
+        ``True`` waits until it is done (a line on stderr says for whom);
+        a number waits at most that many seconds.  A lock left by a killed
+        writer is free at once.  Readers are never blocked.
 
     Returns
     -------
@@ -551,11 +699,20 @@ def convert(
         A bad source (the message names the file and the problem).
     CorpusError
         ``dest`` exists but is not a zarrmux corpus, or options disagree with it.
+    DestinationBusyError
+        Another writer holds ``dest`` (a :class:`CorpusError`).
+    StoreIOError
+        The corpus cannot be written (out of space, I/O error; a
+        :class:`CorpusError`); committed entries are kept, rerun to resume.
     ValueError
         A bad option value (named in the message).
     """
     t0 = time.perf_counter()
     dest = os.fspath(dest)
+    if dest.startswith("file://"):  # a local path: locked, created atomically
+        from urllib.parse import unquote, urlparse
+
+        dest = unquote(urlparse(dest).path)
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error={on_error!r} must be 'raise' or 'skip'")
     if codec != layout.AUTO and codec not in layout.CODECS:
@@ -570,6 +727,53 @@ def convert(
         if not keys:
             raise ValueError("keys=[] selects nothing")
     workers = int(workers or os.cpu_count() or 1)
+    with WriterLock(dest, wait=wait, notify=_notify) as lock:
+        try:
+            return _convert_locked(
+                sources, dest, keys=keys, chunk_rows=chunk_rows, shard_rows=shard_rows, codec=codec, level=level,
+                workers=workers, scheduler=scheduler, overwrite=overwrite, on_error=on_error, progress=progress,
+                group=group, unit_rows=unit_rows, commit_every=commit_every, t0=t0, lock=lock,
+            )
+        except OSError as exc:  # the destination (sources' I/O errors are SourceErrors): out of space, EIO, ...
+            if isinstance(exc, PescadorError):  # SchedulerError is a ConnectionError: keep it
+                raise
+            raise _io_error(dest, exc) from None
+
+
+def _notify(message: str) -> None:
+    print(f"zarrmux: {message}", file=sys.stderr, flush=True)
+
+
+def _io_error(dest: str, exc: OSError) -> "StoreIOError":
+    what = f" {exc.filename!r}" if exc.filename else ""
+    return StoreIOError(
+        f"I/O error writing the corpus {dest}: [Errno {exc.errno}] {exc.strerror or exc}{what}"
+        f"{' (out of space: free some and rerun)' if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ''}; "
+        "committed entries are kept and the store stays valid, rerun the same command to resume"
+    )
+
+
+def _convert_locked(
+    sources: Any,
+    dest: str,
+    *,
+    keys: list[str] | None,
+    chunk_rows: int | None,
+    shard_rows: int | None,
+    codec: str,
+    level: int | None,
+    workers: int,
+    scheduler: Any,
+    overwrite: bool,
+    on_error: str,
+    progress: Any,
+    group: str,
+    unit_rows: int | None,
+    commit_every: float,
+    t0: float,
+    lock: WriterLock,
+) -> ConversionReport:
+    """The body of :func:`convert`, run while holding the destination's writer lock."""
     report = ConversionReport(dest=dest, workers=workers)
 
     # ---- scan: headers only, nothing is written yet
@@ -582,7 +786,7 @@ def convert(
             raise err
         errors.append(err)
 
-    root = _open_existing(dest)
+    root, partial = _open_existing(dest)
     meta = layout.read_meta(root) if root is not None else None
     if meta is not None:
         if keys is not None and set(keys) != set(meta.keys):
@@ -626,7 +830,12 @@ def convert(
     todo: list[SourceEntry] = []
     updates_for: dict[str, int] = {}
     if root is not None and meta is not None and meta.n_entries:
-        index = layout.read_index(root, meta.n_entries)
+        try:
+            index = layout.read_index(root, meta.n_entries)
+        except Exception as exc:  # noqa: BLE001 - a corrupt index chunk raises many types
+            raise CorpusError(
+                f"the index of {dest} cannot be read ({type(exc).__name__}: {exc}); run zarrmux verify {dest}"
+            ) from None
         pos = {str(n): i for i, n in enumerate(index["name"])}
         folded = {str(n).casefold(): str(n) for n in index["name"]}
         for e in valid:
@@ -654,7 +863,7 @@ def convert(
         if root is None:
             specs = _choose_codecs(specs, todo, codec, level)
             report.lz4_ratios = {k: s.lz4_ratio for k, s in specs.items() if s.lz4_ratio is not None}
-            root = layout.create_corpus(dest, specs, shard_rows=shard, codec=codec, level=level)
+            root = _create(dest, specs, shard_rows=shard, codec=codec, level=level, partial=partial)
             created = True
         meta = layout.read_meta(root)
         _trim(root, meta)  # garbage of an interrupted run
@@ -707,7 +916,7 @@ def convert(
         if scheduler is not None:
             results: Iterator[UnitResult] = _run_dask(tasks, scheduler, workers)
         elif not in_process:
-            results = _run_pool(tasks, min(workers, len(tasks)))
+            results = _run_pool(tasks, min(workers, len(tasks)), lock)
         else:  # in this process, one unit after another, progress per entry
             results = (convert_unit(t, on_entry=lambda e: bar.advance(1, e.nbytes)) for t in tasks)
         for res in results:

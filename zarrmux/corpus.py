@@ -318,6 +318,7 @@ class Corpus:
         except CorpusError as exc:
             raise CorpusError(f"{self.path!r}: {exc}") from exc
         self.meta = meta
+        parts = layout.open_parts(root, meta)  # every array there, agreeing with the metadata
         keys = self._check_keys(list(meta.keys))
         try:
             index = layout.read_index(root, meta.n_entries)
@@ -332,11 +333,7 @@ class Corpus:
         off: dict[str, np.ndarray] = {}
         required: dict[tuple[int, int], np.ndarray] = {}
         for k in keys:
-            try:
-                arr = root[k]
-            except Exception as exc:
-                raise CorpusError(f"corpus {self.path!r} has no readable array for key {k!r}: {type(exc).__name__}: {exc}") from exc
-            reader = ArrayReader(arr, k, self._io)
+            reader = ArrayReader(parts[k], k, self._io)
             if len(rows) and int((starts + rows).max()) > reader.shape[0]:
                 i = int(np.argmax(starts + rows))
                 raise CorpusError(

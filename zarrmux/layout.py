@@ -30,7 +30,15 @@ Layout
   ``n_entries`` are valid.  Entry position ``i`` is index row ``i``.
 * ``checksum`` is ``"sha256:<hex>"`` over every key in sorted key order: the
   key name, dtype string and shape, then the C-order bytes of the data
-  (see :func:`entry_hasher`).  ``fingerprint`` is ``"<size>:<mtime_ns>"`` of
+  (see :func:`entry_hasher`).  Dtype and bytes are taken in little-endian
+  byte order (:func:`store_dtype`), so the checksum covers *values*, dtype
+  and shape whatever the byte order of a source; for the little-endian data
+  every corpus holds this is the rule corpora were always written with.
+  ``verify`` hashes the stored rows with the dtype and shape of the stored
+  array's own ``zarr.json``, so a changed ``data_type`` or shape fails it.
+* Stored data is always little-endian: a key's dtype is the source dtype in
+  little-endian byte order (a big-endian ``'>f4'`` source is stored as
+  ``'<f4'`` values).  ``fingerprint`` is ``"<size>:<mtime_ns>"`` of
   the source file(s), used to skip unchanged sources on a rerun.
 
 Codecs
@@ -62,6 +70,21 @@ Each metadata document is replaced atomically by the store (zarr's
 ``LocalStore`` writes a temporary file and renames it; object stores replace
 whole objects), so a writer killed at any moment leaves every entry either
 committed (complete, indexed) or absent.
+
+Creation
+--------
+A new local corpus is created complete (root, every array, the index) in a
+sibling directory ``<dest>.zarrmux-new-<pid>`` and renamed into place, so a
+killed first run leaves nothing at ``dest`` (the next writer removes the
+leftover directory).  A store whose creation was interrupted otherwise (a
+remote destination, or a corpus written by an older zarrmux) has its root
+attributes but lacks an array: :func:`open_parts` refuses it with
+:class:`IncompleteCorpusError` (it has no committed entries; rerunning the
+conversion recreates it).
+
+Writers
+-------
+One writer at a time per destination: :mod:`zarrmux.writer_lock`.
 """
 
 from __future__ import annotations
@@ -100,6 +123,12 @@ __all__ = [
     "UPDATES_KEY",
     "entry_hasher",
     "shard_ceil",
+    "store_dtype",
+    "open_parts",
+    "array_dtype",
+    "array_disagreement",
+    "IncompleteCorpusError",
+    "RESERVED_NAMES",
 ]
 
 ATTR_KEY = "zarrmux"
@@ -114,6 +143,9 @@ INDEX_FIELDS: dict[str, Any] = {
     "checksum": str,
     "fingerprint": str,
 }
+#: names a key can never have (casefolded): the index group and Zarr's metadata
+#: documents (``zarr.json`` and the Zarr v2 names), which a key's array would overwrite
+RESERVED_NAMES = frozenset({INDEX_GROUP, "zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
 INDEX_CHUNK = 1 << 17  # entries per index chunk: one object per 131072 entries
 
 #: target decoded size of an inner chunk: small, so a 16-row window decodes little
@@ -349,6 +381,96 @@ class EntryRecord:
     fingerprint: str = ""
 
 
+def store_dtype(dtype: Any) -> np.dtype:
+    """The dtype a corpus stores ``dtype`` as: the same kind and size, little-endian.
+
+    ``'>f4'`` -> ``'<f4'``; one-byte and native little-endian dtypes are unchanged.
+    """
+    return np.dtype(dtype).newbyteorder("<")
+
+
+class IncompleteCorpusError(CorpusError):
+    """A store with a zarrmux root whose creation was interrupted (an array or the index is missing)."""
+
+    def __init__(self, message: str, n_entries: int) -> None:
+        super().__init__(message)
+        self.n_entries = n_entries
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.n_entries))
+
+
+def _store_name(root: zarr.Group) -> str:
+    return str(root.store).rstrip("/")
+
+
+def open_parts(root: zarr.Group, meta: CorpusMeta | None = None, *, check: bool = True) -> dict[str, zarr.Array]:
+    """Every array of the corpus (``{key: array}`` and ``{"index/<field>": array}``), checked.
+
+    Raises a clear :class:`CorpusError` instead of zarr's ``KeyError`` or a
+    JSON traceback: :class:`IncompleteCorpusError` when an array is missing
+    (an interrupted creation: the store has no committed entries, rerun the
+    conversion), :class:`CorpusError` naming the ``zarr.json`` that cannot be
+    read, or an array whose dtype or trailing shape disagrees with the corpus
+    metadata (``check=False`` leaves that comparison to the caller, e.g.
+    :func:`zarrmux.verify.verify`, which reports it as a mismatch).  Readers
+    should call this right after :func:`read_meta`.
+    """
+    if meta is None:
+        meta = read_meta(root)
+    where = _store_name(root)
+    out: dict[str, zarr.Array] = {}
+    paths = [*meta.keys, *(f"{INDEX_GROUP}/{f}" for f in INDEX_FIELDS)]
+    for path in paths:
+        try:
+            arr = root[path]
+        except KeyError:
+            hint = (
+                "its creation was interrupted; rerun the convert command to create it"
+                if meta.n_entries == 0 else "the store is damaged (run zarrmux verify)"
+            )
+            raise IncompleteCorpusError(
+                f"{where}: incomplete zarrmux corpus: array {path!r} is missing ({path}/zarr.json); {hint}",
+                meta.n_entries,
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - zarr raises JSON, value and type errors here
+            raise CorpusError(
+                f"{where}/{path}/zarr.json: cannot read the array metadata ({type(exc).__name__}: {exc})"
+            ) from None
+        if not isinstance(arr, zarr.Array):
+            raise CorpusError(f"{where}/{path}/zarr.json: expected an array, found a group")
+        out[path] = arr
+    if check:
+        for k in meta.keys:
+            problem = array_disagreement(out[k], meta, k)
+            if problem:
+                raise CorpusError(f"{where}/{k}/zarr.json: {problem}")
+    return out
+
+
+def array_dtype(arr: zarr.Array) -> np.dtype:
+    """The numpy dtype of a zarr array (zarr 3 data types, or numpy ones)."""
+    dt = arr.dtype
+    return np.dtype(dt.to_native_dtype() if hasattr(dt, "to_native_dtype") else dt)
+
+
+def array_disagreement(arr: zarr.Array, meta: CorpusMeta, key: str) -> str | None:
+    """Why the array of ``key`` disagrees with the corpus metadata (dtype, trailing shape), or ``None``."""
+    spec = meta.keys[key]
+    try:
+        dt = array_dtype(arr)
+    except Exception as exc:  # noqa: BLE001 - an unknown data type
+        return f"the array's data type cannot be read ({type(exc).__name__}: {exc})"
+    if store_dtype(dt) != store_dtype(spec.dtype):
+        return f"the array's data type is {dt}, the corpus metadata says {np.dtype(spec.dtype)} (the array metadata was changed)"
+    if tuple(arr.shape[1:]) != tuple(spec.trailing_shape):
+        return (
+            f"the array's shape {tuple(arr.shape)} disagrees with the corpus metadata "
+            f"(rows, {', '.join(map(str, spec.trailing_shape))})"
+        )
+    return None
+
+
 def shard_ceil(row: int, shard_rows: int) -> int:
     """The first shard boundary at or after ``row``."""
     return -(-row // shard_rows) * shard_rows
@@ -418,7 +540,12 @@ def read_meta(root: zarr.Group) -> CorpusMeta:
     d = root.attrs.get(ATTR_KEY)
     if not isinstance(d, Mapping) or "keys" not in d:
         raise CorpusError(f"{root.store} is not a zarrmux corpus (no '{ATTR_KEY}' attribute in its root group)")
-    meta = CorpusMeta.from_json(d)
+    try:
+        meta = CorpusMeta.from_json(d)
+    except Exception as exc:  # noqa: BLE001 - a damaged attribute: any field may be wrong
+        raise CorpusError(
+            f"{_store_name(root)}/zarr.json: the '{ATTR_KEY}' attribute is damaged ({type(exc).__name__}: {exc})"
+        ) from None
     if meta.format > FORMAT_VERSION:
         raise CorpusError(f"{root.store}: corpus format {meta.format} is newer than this zarrmux ({FORMAT_VERSION})")
     return meta
@@ -534,9 +661,15 @@ class EntryHasher:
         self._h = hashlib.sha256()
 
     def begin_key(self, key: str, dtype: np.dtype, shape: tuple[int, ...]) -> None:
-        self._h.update(f"{key}|{np.dtype(dtype).str}|{tuple(int(s) for s in shape)}\n".encode())
+        """Start key ``key``: its dtype (taken little-endian, :func:`store_dtype`) and whole shape."""
+        self._h.update(f"{key}|{store_dtype(dtype).str}|{tuple(int(s) for s in shape)}\n".encode())
 
     def update(self, block: np.ndarray) -> None:
+        """Hash the values of ``block`` (little-endian C-order bytes, whatever its byte order)."""
+        block = np.asarray(block)
+        le = store_dtype(block.dtype)
+        if block.dtype != le:
+            block = block.astype(le)
         self._h.update(memoryview(np.ascontiguousarray(block)).cast("B"))
 
     def hexdigest(self) -> str:

@@ -27,8 +27,11 @@ Entry names and key names come from file and member names, so they are
 checked: an entry name is one or more ``/``-separated components of
 ``[A-Za-z0-9_.-]`` that start with a letter, digit or ``_`` (so no ``..``, no
 absolute paths, no spaces or odd characters); a key name is a single such
-component and not ``index``.  Two entries whose names differ only by case
-are rejected too (they would collide on case-insensitive file systems).
+component and never a name the store uses itself (``index``, ``zarr.json``,
+``.zarray``, ...: :data:`zarrmux.layout.RESERVED_NAMES`, ignoring case), so a
+member named ``zarr.json.npy`` cannot overwrite the corpus metadata.  Two
+entries whose names differ only by case are rejected too (they would collide
+on case-insensitive file systems).
 
 Reading
 -------
@@ -37,11 +40,28 @@ blocks are read incrementally with ``readinto`` (NPY files through a plain
 file, NPZ members through :meth:`zipfile.ZipFile.open`, which streams both
 stored and deflated members), so memory stays bounded by the block size.
 Pickles are never loaded: object dtypes are an error.
+
+Values, not bytes
+-----------------
+Any byte order is read: a corpus stores every key little-endian
+(:func:`zarrmux.layout.store_dtype`), and row blocks of a big-endian source
+are byte-swapped as they are read (:meth:`_Reader.read_values`), so the
+stored values are the source's values.  Fortran-ordered arrays with more
+than one column cannot be streamed by rows and are refused.
+
+Sizes
+-----
+Sizes computed from headers use Python integers (no overflow) and must be
+backed by bytes that exist: an NPY file must hold what its header promises;
+an NPZ member's size must match its header, and its compressed size must fit
+in the archive (a stored member's sizes agree; a deflated one cannot expand
+more than deflate can, :data:`MAX_DEFLATE_RATIO`).  Encrypted members are refused.
 """
 
 from __future__ import annotations
 
 import glob
+import math
 import os
 import re
 import zipfile
@@ -81,6 +101,10 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 #: dtype kinds a corpus can hold: bool, signed/unsigned ints, floats, complex
 _KINDS = "biufc"
 MAX_NAME = 255
+#: the most deflate can expand (1032:1), plus slack: a member claiming more is corrupt or hostile
+MAX_DEFLATE_RATIO = 1100
+#: key names the store uses itself (casefolded); see :data:`zarrmux.layout.RESERVED_NAMES`
+_RESERVED_KEYS = frozenset({"index", "zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
 
 
 class SourceError(ConversionError):
@@ -115,8 +139,12 @@ def check_entry_name(name: str, path: str = "<name>") -> str:
 
 def check_key_name(key: str, path: str = "<key>") -> str:
     """``key`` if it is a safe key (array) name, else :class:`SourceError` naming ``path``."""
-    if not isinstance(key, str) or not _COMPONENT.match(key) or key in ("index", ".", ".."):
+    if not isinstance(key, str) or not _COMPONENT.match(key) or key in (".", ".."):
         raise SourceError(path, f"key {key!r} is not a valid key name (letters, digits, '_', '.', '-'; not 'index')")
+    if key.casefold() in _RESERVED_KEYS:
+        raise SourceError(
+            path, f"key {key!r} is a name the corpus uses itself (reserved: {', '.join(sorted(_RESERVED_KEYS))}); rename it"
+        )
     if len(key) > MAX_NAME:
         raise SourceError(path, f"key {key[:40]!r}... is too long")
     return key
@@ -139,8 +167,13 @@ class Member:
         return int(self.shape[0])
 
     @property
+    def store_dtype(self) -> str:
+        """The dtype the corpus stores this member as (little-endian, :func:`zarrmux.layout.store_dtype`)."""
+        return np.dtype(self.dtype).newbyteorder("<").str
+
+    @property
     def row_bytes(self) -> int:
-        return int(np.dtype(self.dtype).itemsize * int(np.prod(self.shape[1:], dtype=np.int64)))
+        return np.dtype(self.dtype).itemsize * math.prod(self.shape[1:])
 
     @property
     def nbytes(self) -> int:
@@ -314,8 +347,10 @@ def read_header(fp: IO[bytes], where: str) -> tuple[np.dtype, tuple[int, ...], b
             shape, fortran, dtype = npformat._read_array_header(fp, version)  # type: ignore[attr-defined]
     except (zipfile.BadZipFile, zlib.error) as exc:
         raise SourceError(where, f"corrupt data: {exc}") from None
-    except (ValueError, OSError, EOFError, SyntaxError) as exc:
-        raise SourceError(where, f"not a valid NPY array ({exc})") from None
+    except RuntimeError as exc:  # zipfile: an encrypted member
+        raise SourceError(where, f"cannot be read: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - numpy's header parser raises many types (TokenError, ...)
+        raise SourceError(where, f"not a valid NPY array (bad header: {type(exc).__name__}: {exc})") from None
     header_bytes = (fp.tell() - start) if fp.seekable() else _header_len(version, fp)
     return np.dtype(dtype), tuple(int(s) for s in shape), bool(fortran), header_bytes
 
@@ -331,9 +366,11 @@ def _check_member(dtype: np.dtype, shape: tuple[int, ...], fortran: bool, where:
         raise SourceError(where, f"dtype {dtype} is not supported (numeric and bool dtypes only)")
     if len(shape) == 0:
         raise SourceError(where, "is a 0-d scalar; arrays need a row axis")
+    if any(s < 0 for s in shape):
+        raise SourceError(where, f"header has a negative dimension (shape {shape})")
     if shape[0] == 0:
         raise SourceError(where, f"has zero rows (shape {shape})")
-    if fortran and len(shape) > 1 and int(np.prod(shape[1:])) > 1:
+    if fortran and len(shape) > 1 and math.prod(shape[1:]) > 1:
         raise SourceError(where, f"is stored in Fortran order (shape {shape}); resave it in C order to stream rows")
 
 
@@ -345,15 +382,28 @@ def _scan_npy(path: str, key: str) -> Member:
     except OSError as exc:
         raise SourceError(path, f"cannot read ({exc.strerror or exc})") from None
     _check_member(dtype, shape, fortran, path)
-    need = hdr + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    need = hdr + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     if size < need:
         raise SourceError(path, f"is truncated: {size} bytes, the header promises {need}")
     return Member(key, path, None, dtype.str, shape, fortran, hdr)
 
 
+def _check_zip_sizes(info: zipfile.ZipInfo, archive_size: int, where: str) -> None:
+    """:class:`SourceError` unless the member's sizes are backed by bytes of the archive."""
+    if info.compress_size > archive_size:
+        raise SourceError(where, f"member claims {info.compress_size} compressed bytes in an archive of {archive_size} (corrupt)")
+    if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+        raise SourceError(where, f"stored member claims {info.file_size} bytes but holds {info.compress_size} (corrupt)")
+    if info.file_size > MAX_DEFLATE_RATIO * max(info.compress_size, 1) + 1024:
+        raise SourceError(
+            where, f"member claims {info.file_size} bytes from {info.compress_size} compressed: more than deflate can expand (corrupt or a zip bomb)"
+        )
+
+
 def _scan_npz(path: str, keys: Sequence[str] | None) -> dict[str, Member]:
     members: dict[str, Member] = {}
     try:
+        archive_size = os.path.getsize(path)
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
                 mname = info.filename
@@ -366,10 +416,13 @@ def _scan_npz(path: str, keys: Sequence[str] | None) -> dict[str, Member]:
                 check_key_name(key, where)
                 if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
                     raise SourceError(where, f"zip compression method {info.compress_type} is not supported (stored or deflated only)")
+                if info.flag_bits & 0x1:
+                    raise SourceError(where, "member is encrypted (password-protected zip); NPZ members must be plain")
+                _check_zip_sizes(info, archive_size, where)
                 with zf.open(info) as fp:
                     dtype, shape, fortran, hdr = read_header(fp, where)
                 _check_member(dtype, shape, fortran, where)
-                need = hdr + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                need = hdr + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
                 if info.file_size != need:
                     raise SourceError(where, f"member is {info.file_size} bytes, its header promises {need} (truncated or corrupt)")
                 if key in members:
@@ -447,9 +500,10 @@ class _Reader:
                 self._zf = zipfile.ZipFile(m.path)
                 self.fp = self._zf.open(m.member)
                 self.fp.read(m.data_offset)
-        except (OSError, zipfile.BadZipFile, KeyError, zlib.error) as exc:
+        except (OSError, zipfile.BadZipFile, KeyError, zlib.error, RuntimeError, EOFError) as exc:
             self.close()
             raise SourceError(m.where, f"cannot open for reading: {exc}") from None
+        self.swap = np.dtype(m.dtype) != np.dtype(m.store_dtype)
 
     def readinto(self, view: memoryview) -> None:
         want = len(view)
@@ -464,6 +518,16 @@ class _Reader:
             raise SourceError(self.m.where, f"corrupt data while reading key {self.m.key!r}: {exc}") from None
         if got < want:
             raise SourceError(self.m.where, f"truncated: key {self.m.key!r} ended {want - got} bytes early")
+
+    def read_values(self, out: np.ndarray) -> None:
+        """Fill C-contiguous ``out`` (dtype ``m.store_dtype``) with the next rows, as values.
+
+        A big-endian source is byte-swapped in place after reading, so ``out``
+        holds the source's values in the corpus's little-endian dtype.
+        """
+        self.readinto(memoryview(out).cast("B"))
+        if self.swap:
+            out.byteswap(inplace=True)
 
     def finish(self) -> None:
         """Read to the end of the member so zipfile checks its CRC."""
@@ -491,17 +555,18 @@ class _Reader:
 def iter_blocks(m: Member, block_bytes: int = 8 << 20, *, check_end: bool = True) -> Iterator[np.ndarray]:
     """Yield consecutive row blocks of member ``m`` (fresh arrays of about ``block_bytes``).
 
-    Reads incrementally; never holds more than one block.  Raises
-    :class:`SourceError` for truncated or corrupt data (CRC checked at the end).
+    Blocks hold the source's values in the corpus dtype ``m.store_dtype``
+    (little-endian).  Reads incrementally; never holds more than one block.
+    Raises :class:`SourceError` for truncated or corrupt data (CRC checked at the end).
     """
     rows_per = max(1, block_bytes // max(1, m.row_bytes))
-    dt = np.dtype(m.dtype)
+    dt = np.dtype(m.store_dtype)
     with _Reader(m) as r:
         done = 0
         while done < m.rows:
             n = min(rows_per, m.rows - done)
             block = np.empty((n, *m.shape[1:]), dtype=dt)
-            r.readinto(memoryview(block).cast("B"))
+            r.read_values(block)
             yield block
             done += n
         if check_end:
@@ -520,7 +585,7 @@ def source_checksum(entry: SourceEntry, block_bytes: int = 8 << 20) -> str:
     h = EntryHasher()
     for key in sorted(entry.members):
         m = entry.members[key]
-        h.begin_key(key, np.dtype(m.dtype), m.shape)
+        h.begin_key(key, np.dtype(m.store_dtype), m.shape)
         for block in iter_blocks(m, block_bytes):
             h.update(block)
     return h.hexdigest()

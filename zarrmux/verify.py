@@ -1,4 +1,12 @@
-"""Inspect (:func:`info`) and check (:func:`verify`) a zarrmux corpus."""
+"""Inspect (:func:`info`) and check (:func:`verify`) a zarrmux corpus.
+
+Both give a clear :class:`~zarrmux.exceptions.CorpusError` (exit code 4 on the
+command line) naming the file for a store that is not a corpus, metadata
+that cannot be read (bad JSON in a ``zarr.json``) or a corpus whose creation
+was interrupted; everything :func:`verify` finds wrong in the data (corrupt
+chunks, a damaged index, an array's ``zarr.json`` whose data type or shape
+was changed, sources that differ) is a :class:`Mismatch` (exit code 1).
+"""
 
 from __future__ import annotations
 
@@ -21,13 +29,47 @@ def open_store(store: Any, mode: str = "r") -> zarr.Group:
     """The root group of the corpus at ``store``; :class:`CorpusError` if there is none."""
     path = os.fspath(store) if isinstance(store, (str, os.PathLike)) else store
     if isinstance(path, str) and "://" not in path and not os.path.isdir(path):
-        raise CorpusError(f"{path}: no such corpus (not a directory)")
+        import glob
+
+        hint = ""
+        if glob.glob(glob.escape(os.path.realpath(path).rstrip(os.sep)) + ".zarrmux-new-*"):
+            hint = "; a convert was killed while creating it: rerun the convert command"
+        raise CorpusError(f"{path}: no such corpus (not a directory){hint}")
     try:
         root = zarr.open_group(path, mode=mode)
     except Exception as exc:  # noqa: BLE001 - zarr raises several types
-        raise CorpusError(f"{path}: not a zarrmux corpus ({type(exc).__name__}: {exc})") from None
+        doc = f"{str(path).rstrip('/')}/zarr.json" if isinstance(path, str) else "its root zarr.json"
+        raise CorpusError(f"{path}: not a zarrmux corpus (reading {doc}: {type(exc).__name__}: {exc})") from None
     layout.read_meta(root)
     return root
+
+
+def _index_error(arrays: dict[str, Any], n: int, exc: Exception) -> list[str]:
+    """Which index arrays cannot be read (each named with the failure), after ``read_index`` failed."""
+    out = []
+    for f in layout.INDEX_FIELDS:
+        try:
+            np.asarray(arrays[f"{layout.INDEX_GROUP}/{f}"][:n])
+        except Exception as e:  # noqa: BLE001 - codec errors of corrupt chunks vary
+            out.append(f"{layout.INDEX_GROUP}/{f}: cannot be read (chunk {layout.INDEX_GROUP}/{f}/c/...): {type(e).__name__}: {e}")
+    return out or [f"{layout.INDEX_GROUP}: cannot be read: {type(exc).__name__}: {exc}"]
+
+
+def _read_index(root: zarr.Group, meta: layout.CorpusMeta, arrays: dict[str, Any]) -> tuple[dict[str, np.ndarray] | None, list[str]]:
+    """``(index, problems)``: the committed index, or ``None`` and what is wrong with it."""
+    n = meta.n_entries
+    try:
+        idx = layout.read_index(root, n)
+    except Exception as exc:  # noqa: BLE001 - a corrupt index chunk raises many types
+        return None, _index_error(arrays, n, exc)
+    problems = []
+    for f, values in idx.items():
+        if len(values) != n:
+            problems.append(f"{layout.INDEX_GROUP}/{f}: holds {len(values)} values, the corpus has {n} entries")
+    for f in ("start", "rows"):
+        if not problems and idx[f].dtype.kind not in "iu":
+            problems.append(f"{layout.INDEX_GROUP}/{f}: has data type {idx[f].dtype}, not integers")
+    return (None if problems else idx), problems
 
 
 def info(store: Any) -> dict[str, Any]:
@@ -46,12 +88,15 @@ def info(store: Any) -> dict[str, Any]:
     """
     root = open_store(store)
     meta = layout.read_meta(root)
-    idx = layout.read_index(root, meta.n_entries)
+    arrays = layout.open_parts(root, meta)
+    idx, problems = _read_index(root, meta, arrays)
+    if idx is None:
+        raise CorpusError(f"{store}: the index is damaged ({'; '.join(problems)}); run zarrmux verify")
     rows = int(np.sum(idx["rows"])) if meta.n_entries else 0
     keys: dict[str, Any] = {}
     data_stored = decoded = 0
     for k, spec in meta.keys.items():
-        arr = root[k]
+        arr = arrays[k]
         stored = int(arr.nbytes_stored())
         dec = rows * spec.row_bytes
         keys[k] = {
@@ -71,7 +116,7 @@ def info(store: Any) -> dict[str, Any]:
         }
         data_stored += stored
         decoded += dec
-    index_stored = sum(int(root[f"{layout.INDEX_GROUP}/{f}"].nbytes_stored()) for f in layout.INDEX_FIELDS)
+    index_stored = sum(int(arrays[f"{layout.INDEX_GROUP}/{f}"].nbytes_stored()) for f in layout.INDEX_FIELDS)
     return {
         "store": str(store),
         "format": meta.format,
@@ -108,13 +153,21 @@ class Mismatch:
         return f"{self.entry}: {self.problem}"
 
 
-def _stored_checksum(root: zarr.Group, meta: layout.CorpusMeta, start: int, rows: int) -> str:
-    """Checksum of an entry's stored rows, read a shard at a time."""
+def _stored_checksum(arrays: dict[str, Any], meta: layout.CorpusMeta, start: int, rows: int) -> str:
+    """Checksum of an entry's stored rows (values, read a shard at a time).
+
+    Dtype and trailing shape are the stored array's own (its ``zarr.json``),
+    so an array whose metadata was changed does not match the checksum
+    recorded at conversion.
+    """
     h = layout.EntryHasher()
     for k in sorted(meta.keys):
-        spec = meta.keys[k]
-        arr = root[k]
-        h.begin_key(k, np.dtype(spec.dtype), (rows, *spec.trailing_shape))
+        arr = arrays[k]
+        try:
+            dt = layout.array_dtype(arr)
+        except Exception as exc:  # noqa: BLE001
+            raise _ReadError(f"key {k!r}: unknown data type in {k}/zarr.json ({exc})") from None
+        h.begin_key(k, dt, (rows, *arr.shape[1:]))
         row, end = start, start + rows
         while row < end:
             stop = min(end, row - row % meta.shard_rows + meta.shard_rows)
@@ -143,8 +196,16 @@ def verify(store: Any, sources: Sequence[Any] | None = None, *, keys: Sequence[s
     """
     root = open_store(store)
     meta = layout.read_meta(root)
-    idx = layout.read_index(root, meta.n_entries)
+    arrays = layout.open_parts(root, meta, check=False)
     out: list[Mismatch] = []
+    for k in meta.keys:
+        problem = layout.array_disagreement(arrays[k], meta, k)
+        if problem:
+            out.append(Mismatch(f"{k}/zarr.json", problem))
+    idx, problems = _read_index(root, meta, arrays)
+    if idx is None:
+        return out + [Mismatch(f"{layout.INDEX_GROUP}", p) for p in problems]
+    shapes = {k: arrays[k].shape[0] for k in meta.keys}
     names = [str(n) for n in idx["name"]]
     seen: dict[str, int] = {}
     spans = []
@@ -154,8 +215,8 @@ def verify(store: Any, sources: Sequence[Any] | None = None, *, keys: Sequence[s
         seen[name] = i
         start, rows = int(idx["start"][i]), int(idx["rows"][i])
         for k in meta.keys:
-            if start < 0 or rows <= 0 or start + rows > root[k].shape[0]:
-                out.append(Mismatch(name, f"rows [{start}, {start + rows}) outside key {k!r} of {root[k].shape[0]} rows"))
+            if start < 0 or rows <= 0 or start + rows > shapes[k]:
+                out.append(Mismatch(name, f"rows [{start}, {start + rows}) outside key {k!r} of {shapes[k]} rows"))
         spans.append((start, start + rows, name))
     spans.sort()
     for (s0, e0, n0), (s1, e1, n1) in zip(spans, spans[1:]):
@@ -181,7 +242,7 @@ def verify(store: Any, sources: Sequence[Any] | None = None, *, keys: Sequence[s
         if any(m.entry == name and "outside" in m.problem for m in out):
             continue
         try:
-            got = _stored_checksum(root, meta, start, rows)
+            got = _stored_checksum(arrays, meta, start, rows)
         except _ReadError as exc:
             out.append(Mismatch(name, f"stored data corrupt: {exc}"))
             continue
