@@ -85,3 +85,18 @@ def test_bench_errors_have_exit_codes(corpora: dict[str, Path], tmp_path: Path) 
     assert too_long.returncode == 2 and "n=100000" in too_long.stderr
     bad = _bench(str(corpora["auto"]), "--seconds", "0")
     assert bad.returncode == 2 and "must be > 0" in bad.stderr
+
+
+def test_short_entries_are_logged_by_name(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import warnings
+
+    import numpy as np
+
+    np.savez(tmp_path / "long.npz", X=np.zeros((50, 2), np.float32), Y=np.zeros(50, np.int64))
+    np.savez(tmp_path / "tiny.npz", X=np.zeros((3, 2), np.float32), Y=np.zeros(3, np.int64))
+    zarrmux.convert([tmp_path / "long.npz", tmp_path / "tiny.npz"], tmp_path / "c.zarr")
+    with caplog.at_level(logging.INFO, logger="zarrmux"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        zarrmux.WindowSampler(str(tmp_path / "c.zarr"), 8, batch_size=2, n_active=1, seed=0).close()
+    assert any("1 of 2 entries" in r.getMessage() and "'tiny'" in r.getMessage() for r in caplog.records)

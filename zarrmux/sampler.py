@@ -22,6 +22,7 @@ read per thread has in hand.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -36,6 +37,9 @@ from .global_stream import (
 from .adaptive import AdaptiveStats, adaptive_map
 from .prefetch import prefetch_map
 from .stats import LoaderStats, StatsRecorder
+
+#: what is worth knowing but not an error (entries skipped)
+log = logging.getLogger("zarrmux")
 
 __all__ = [
     "WindowSampler",
@@ -293,6 +297,14 @@ class WindowSampler:
             )
             self._global = GlobalStream(self.plan)
             self._ranks = RankStream(self._global, rank, world_size)
+            if self.plan.n_short:
+                short = np.flatnonzero(np.asarray(corpus.rows) < n)
+                names = corpus.names
+                shown = ", ".join(repr(names[i]) for i in short[:10].tolist())
+                log.info(
+                    "%d of %d entries have fewer than n=%d rows and are skipped: %s%s",
+                    len(short), len(names), n, shown, ", ..." if len(short) > 10 else "",
+                )
         except BaseException:
             if self._owns_corpus:
                 corpus.close()
