@@ -29,3 +29,16 @@ def test_quick_start_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert ns["batch"]["X"].shape == (32, 16, 128)  # type: ignore[index]
     state = ns["state"]
     assert isinstance(state, dict) and state["sampler"].startswith("zarrmux.WindowSampler")
+
+
+def test_split_block_runs(tmp_path: Path) -> None:
+    block = next(b for b in python_blocks() if "corpus.split(" in b)
+    zarrmux.convert(make_npz_archives(tmp_path / "songs", 20, min_rows=60, max_rows=90, features=4, seed=5), tmp_path / "c.zarr")
+    with zarrmux.open_corpus(tmp_path / "c.zarr") as corpus:
+        ns: dict[str, object] = {"zarrmux": zarrmux, "corpus": corpus}
+        exec(compile(block.replace("...", "seen = locals().setdefault('seen', []); seen.append(batch)"), "README.md", "exec"), ns)
+        sides = ns["sides"]
+        assert sorted(sides["train"].names + sides["val"].names) == sorted(corpus.names)  # type: ignore[index]
+        # the validation pass visited every window position of the validation entries
+        windows = sum(len(b["X"]) for b in ns["seen"])  # type: ignore[attr-defined]
+        assert windows == sum(int(r) // 16 for r in sides["val"].rows)  # type: ignore[index]
