@@ -65,15 +65,14 @@ def bench_corpus(
     progress : callable, optional
         Called with the number of windows of each batch received (a progress bar's ``update``).
     """
-    from .exceptions import PescadorError
+    from .exceptions import ConfigError
+    from .params import check_int, check_number
     from .sampler import WindowSampler
 
     if seconds is None and batches is None:
-        raise PescadorError("bench_corpus needs seconds or batches")
-    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0):
-        raise PescadorError(f"seconds={seconds!r} must be a number > 0 or None")
-    if batches is not None and (isinstance(batches, bool) or not isinstance(batches, int) or batches < 1):
-        raise PescadorError(f"batches={batches!r} must be an integer >= 1 or None")
+        raise ConfigError("bench_corpus needs seconds or batches")
+    seconds = check_number("seconds", seconds, positive=True, none=True)
+    batches = check_int("batches", batches, minimum=1, none=True)
     params = dict(n=n, batch_size=batch_size, n_active=n_active, rate=rate, threads=threads, prefetch=prefetch, seed=seed)
     sampler = WindowSampler(
         target, n, batch_size=batch_size, n_active=n_active, rate=rate, threads=threads,

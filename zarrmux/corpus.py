@@ -74,7 +74,8 @@ from .byte_io import ByteRequest, make_io
 from .chunk_arena import ChunkArena, slots_for
 from .chunk_cache import DEFAULT_CACHE_BYTES, ChunkCache
 from .chunk_loader import load_chunks
-from .exceptions import CorpusError, DataError
+from .exceptions import ClosedError, ConfigError, CorpusError, DataError
+from .params import check_int
 
 __all__ = ["open_corpus", "Corpus", "Entry", "LazyArray", "UnknownKeyError", "DEFAULT_CACHE_BYTES"]
 
@@ -206,7 +207,7 @@ class Corpus:
         entries: Sequence[str] | None = None,
     ) -> None:
         if backend not in BACKENDS:
-            raise ValueError(f"backend={backend!r} must be one of {BACKENDS}")
+            raise ConfigError(f"backend={backend!r} must be one of {BACKENDS}")
         self._backend = backend
         if isinstance(path_or_url, os.PathLike):
             path_or_url = os.fspath(path_or_url)
@@ -214,9 +215,7 @@ class Corpus:
         self._req_keys = None if keys is None else tuple(keys)
         if isinstance(keys, str):
             self._req_keys = (keys,)
-        self._cache_bytes = DEFAULT_CACHE_BYTES if cache_bytes is None else int(cache_bytes)
-        if self._cache_bytes < 0:
-            raise ValueError(f"cache_bytes={cache_bytes} must be >= 0")
+        self._cache_bytes = DEFAULT_CACHE_BYTES if cache_bytes is None else check_int("cache_bytes", cache_bytes, minimum=0)
         self._storage_options = dict(storage_options) if storage_options else None
         if isinstance(entries, str):
             raise CorpusError(f"entries={entries!r} must be a sequence of entry names, not one string")
@@ -251,7 +250,7 @@ class Corpus:
         if self._loaded:
             return
         if self._closed:
-            raise ValueError(f"corpus {self.path!r} is closed")
+            raise ClosedError(f"corpus {self.path!r} is closed")
         with self._load_lock:
             if not self._loaded:
                 self._open()
@@ -609,7 +608,7 @@ class Corpus:
         return f"<zarrmux.Corpus {self.path!r}: {len(self._names)} entries, keys {list(self._keys)}>"
 
     def close(self) -> None:
-        """Release the cache and the store; further reads raise ``ValueError``."""
+        """Release the cache and the store; further reads raise :class:`~zarrmux.exceptions.ClosedError` (a ``ValueError``)."""
         with self._load_lock:
             if self._loaded:
                 self._cache.clear()
@@ -685,13 +684,8 @@ class Corpus:
         ent = np.asarray(entries, dtype=np.int64).reshape(-1)
         st = np.asarray(starts, dtype=np.int64).reshape(-1)
         if ent.shape != st.shape:
-            raise ValueError(f"entries ({ent.shape[0]}) and starts ({st.shape[0]}) must have the same length")
-        try:
-            n = operator.index(n)
-        except TypeError:
-            raise TypeError(f"n must be an int, not {type(n).__name__}") from None
-        if n <= 0:
-            raise ValueError(f"n={n} must be > 0")
+            raise ConfigError(f"entries ({ent.shape[0]}) and starts ({st.shape[0]}) must have the same length")
+        n = check_int("n", n, minimum=1)
         B = ent.shape[0]
         if B:
             ne = len(self._names)

@@ -17,7 +17,9 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-__all__ = ["PescadorError", "DataError", "ZarrmuxError", "ConversionError", "CorpusError", "SchedulerError"]
+__all__ = [
+    "PescadorError", "DataError", "ZarrmuxError", "ConversionError", "CorpusError", "ConfigError", "ClosedError", "SchedulerError",
+]
 
 
 def _rebuild(cls: type, args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
@@ -64,6 +66,18 @@ class CorpusError(PescadorError):
 
 class ConversionError(PescadorError):
     """An archive cannot be converted; the message names the file and the problem."""
+
+
+class ConfigError(PescadorError, ValueError, TypeError):
+    """A bad parameter: the message names it and the value given.
+
+    Also a ``ValueError`` and a ``TypeError``, so ``except`` clauses written
+    for either (or for pescador's ``PescadorError``) keep working.
+    """
+
+
+class ClosedError(PescadorError, ValueError):
+    """A closed corpus, sampler or stream was used (also a ``ValueError``, as for a closed file)."""
 
 
 class SchedulerError(PescadorError, ConnectionError):

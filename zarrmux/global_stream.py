@@ -47,6 +47,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .exceptions import PescadorError
+from .params import check_int
 from .plan import _AHEAD, Block, WindowPlan
 
 __all__ = [
@@ -303,11 +304,8 @@ class RankStream:
     """
 
     def __init__(self, stream: GlobalStream, rank: int, world_size: int) -> None:
-        for name, v, lo in (("rank", rank, 0), ("world_size", world_size, 1)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise PescadorError(f"{name}={v!r} must be an integer >= {lo}")
-        if rank >= world_size:
-            raise PescadorError(f"rank={rank!r} must be < world_size={world_size!r}")
+        world_size = check_int("world_size", world_size, minimum=1)
+        rank = check_int("rank", rank, minimum=0, maximum=world_size - 1)
         self.stream, self.rank, self.world_size = stream, rank, world_size
         self.drop_last = stream.drop_last
         known = stream.known_length(0)

@@ -84,7 +84,6 @@ import functools
 import hashlib
 import json
 import math
-import numbers
 import sys
 import warnings
 from bisect import bisect_right
@@ -96,7 +95,8 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import PescadorError
+from .exceptions import ConfigError, PescadorError
+from .params import check_int, check_number
 
 __all__ = ["WindowPlan", "Block", "MODES", "DISTRIBUTIONS", "STATE_FORMAT"]
 
@@ -140,9 +140,7 @@ class Block:
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise PescadorError(f"{name}={value!r} must be an integer >= {minimum}")
-    return int(value)
+    return int(check_int(name, value, minimum=minimum))
 
 
 # ---------------------------------------------------------------------- draws
@@ -464,20 +462,20 @@ class WindowPlan:
         self.n = _check_int("n", n, 1)
         self.batch_size = _check_int("batch_size", batch_size, 1)
         if mode not in MODES:
-            raise PescadorError(f"mode={mode!r} is not one of {list(MODES)}")
+            raise ConfigError(f"mode={mode!r} is not one of {list(MODES)}")
         if dist not in DISTRIBUTIONS:
-            raise PescadorError(f"dist={dist!r} is not one of {list(DISTRIBUTIONS)}")
+            raise ConfigError(f"dist={dist!r} is not one of {list(DISTRIBUTIONS)}")
         self.mode = mode
         self.dist = dist
         self.world_size = _check_int("world_size", world_size, 1)
         self.rank = _check_int("rank", rank, 0)
         if self.rank >= self.world_size:
-            raise PescadorError(f"rank={rank!r} must be < world_size={world_size!r}")
+            raise ConfigError(f"rank={rank!r} must be < world_size={world_size!r}")
         if seed is None:
             seed = int(np.random.SeedSequence().entropy) & ((1 << 63) - 1)
         self.seed = _check_int("seed", seed, 0)
         if self.seed > _MASK64:
-            raise PescadorError(f"seed={seed!r} must be < 2**64")
+            raise ConfigError(f"seed={seed!r} must be < 2**64")
         self.drop_last = bool(drop_last)
         self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         n_entries = len(self.rows)
@@ -506,11 +504,11 @@ class WindowPlan:
             try:
                 w_all = np.asarray(weights, dtype=np.float64).reshape(-1)
             except (TypeError, ValueError) as exc:
-                raise PescadorError(f"weights={weights!r} is not an array of numbers: {exc}") from None
+                raise ConfigError(f"weights={weights!r} is not an array of numbers: {exc}") from None
             if len(w_all) != n_entries:
-                raise PescadorError(f"weights has {len(w_all)} values for {n_entries} entries")
+                raise ConfigError(f"weights has {len(w_all)} values for {n_entries} entries")
             if not np.isfinite(w_all).all() or (w_all < 0).any():
-                raise PescadorError("weights must be finite and >= 0")
+                raise ConfigError("weights must be finite and >= 0")
         self.weights_all = w_all
 
         share = eligible[self.rank :: self.world_size]
@@ -560,13 +558,12 @@ class WindowPlan:
         else:
             self.hop = None
             if n_active is None:
-                raise PescadorError(f"n_active is required in mode={mode!r}")
+                raise ConfigError(f"n_active is required in mode={mode!r}")
             self.n_active = _check_int("n_active", n_active, 1)
             if rate is not None:
-                if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not (0 < rate < math.inf):
-                    raise PescadorError(f"rate={rate!r} must be a finite number > 0 or None")
+                rate = check_number("rate", rate, positive=True)
                 if dist != "constant" and rate < 1:
-                    raise PescadorError(f"rate={rate!r} must be >= 1 with dist={dist!r}")
+                    raise ConfigError(f"rate={rate!r} must be >= 1 with dist={dist!r}")
             self.rate = None if rate is None else float(rate)
             if mode == "single_active" and self.n_active > len(self.share):
                 raise PescadorError(

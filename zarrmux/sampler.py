@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import PescadorError
+from .exceptions import ClosedError
+from .params import check_int
 from .plan import WindowPlan
 from .global_stream import (
     SAMPLER_FORMAT, Cursor, GlobalStream, RankStream, Step, parse_position_state, position_state,
@@ -229,25 +230,14 @@ class WindowSampler:
         batches_per_task: int | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
-        if prefetch is not None and (isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0):
-            raise PescadorError(f"prefetch={prefetch!r} must be an integer >= 0 or None")
-        if batches_per_task is not None and (
-            isinstance(batches_per_task, bool) or not isinstance(batches_per_task, int) or batches_per_task < 1
-        ):
-            raise PescadorError(f"batches_per_task={batches_per_task!r} must be an integer >= 1 or None")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise PescadorError(f"threads={threads!r} must be an integer >= 1 or None")
-        if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1):
-            raise PescadorError(f"max_iter={max_iter!r} must be an integer >= 1 or None")
-        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
-            raise PescadorError(f"epochs={epochs!r} must be an integer >= 1 or None (endless)")
-        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-            raise PescadorError(f"n={n!r} must be an integer > 0")
-        for name, v, lo in (("rank", rank, 0), ("world_size", world_size, 1)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise PescadorError(f"{name}={v!r} must be an integer >= {lo}")
-        if rank >= world_size:
-            raise PescadorError(f"rank={rank!r} must be < world_size={world_size!r}")
+        prefetch = check_int("prefetch", prefetch, minimum=0, none=True)
+        batches_per_task = check_int("batches_per_task", batches_per_task, minimum=1, none=True)
+        threads = check_int("threads", threads, minimum=1, none=True)
+        max_iter = check_int("max_iter", max_iter, minimum=1, none=True)
+        epochs = check_int("epochs", epochs, minimum=1, none=True)  # None: endless
+        n = check_int("n", n, minimum=1)
+        world_size = check_int("world_size", world_size, minimum=1)
+        rank = check_int("rank", rank, minimum=0, maximum=world_size - 1)
         if isinstance(keys, str):
             keys = (keys,)
         self._owns_corpus = False
@@ -389,7 +379,7 @@ class WindowSampler:
         :class:`~zarrmux.exceptions.PescadorError` if the sampler is closed.
         """
         if self._closed:
-            raise PescadorError("the WindowSampler is closed")
+            raise ClosedError("the WindowSampler is closed")
         self._stop_iteration()
         it = self._iterate()
         self._iter_ref = weakref.ref(it)
@@ -558,8 +548,7 @@ class EpochView:
 
     def windows(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``(entries, starts)`` of batch ``i`` (negative ``i`` counts from the end)."""
-        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
-            raise TypeError(f"batch index {i!r} is not an integer")
+        i = check_int("batch index", i, minimum=None)
         i = int(i)
         if i < 0:
             i += len(self)

@@ -15,10 +15,10 @@ dataset accept.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterable, Mapping
 
-from .exceptions import PescadorError
+from .exceptions import ConfigError
+from .params import check_int, check_number
 
 __all__ = ["split_names", "side_of"]
 
@@ -28,26 +28,22 @@ _SCALE = float(2**64)
 
 def _check_fractions(fractions: Mapping[str, float]) -> tuple[list[str], list[float]]:
     if not isinstance(fractions, Mapping) or not fractions:
-        raise PescadorError(f"fractions={fractions!r} must be a non-empty mapping of side name to fraction")
+        raise ConfigError(f"fractions={fractions!r} must be a non-empty mapping of side name to fraction")
     sides = list(fractions)
     values: list[float] = []
     for side in sides:
         if not isinstance(side, str) or not side:
-            raise PescadorError(f"fractions: side name {side!r} must be a non-empty string")
+            raise ConfigError(f"fractions: side name {side!r} must be a non-empty string")
         f = fractions[side]
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) or f < 0:
-            raise PescadorError(f"fractions[{side!r}]={f!r} must be a number >= 0")
-        values.append(float(f))
+        values.append(check_number(f"fractions[{side!r}]", f, minimum=0.0))
     total = sum(values)
     if abs(total - 1.0) > 1e-6:
-        raise PescadorError(f"fractions must sum to 1, not {total!r}: {dict(fractions)!r}")
+        raise ConfigError(f"fractions must sum to 1, not {total!r}: {dict(fractions)!r}")
     return sides, values
 
 
 def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise PescadorError(f"seed={seed!r} must be an integer >= 0")
-    return seed
+    return int(check_int("seed", seed, minimum=0))
 
 
 def _position(name: str, seed: int) -> float:

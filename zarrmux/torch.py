@@ -63,7 +63,8 @@ except ImportError as _exc:  # pragma: no cover - exercised only without torch
 
 import numpy as np
 
-from .exceptions import PescadorError
+from .exceptions import ConfigError
+from .params import check_int
 from .global_stream import DATASET_FORMAT, GlobalStream, RankStream, parse_position_state, position_state
 from .plan import WindowPlan
 from .stats import COUNTERS, LoaderStats, StatsBoard, StatsRecorder
@@ -172,9 +173,9 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         super().__init__()
         unknown = set(sampler_options) - set(_PLAN_OPTIONS) - set(_READ_OPTIONS)
         if unknown:
-            raise TypeError(f"WindowDataset got unexpected options {sorted(unknown)}")
+            raise ConfigError(f"WindowDataset got unexpected options {sorted(unknown)}")
         if "batch_size" not in sampler_options:
-            raise TypeError("WindowDataset needs batch_size= (windows per batch)")
+            raise ConfigError("WindowDataset needs batch_size= (windows per batch)")
         entries = None
         if hasattr(path_or_url, "read_windows") and hasattr(path_or_url, "__getstate__"):
             st = path_or_url.__getstate__()  # a Corpus: keep how to reopen it, not the handle
@@ -203,9 +204,9 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         if seed is None:
             seed = int(np.random.SeedSequence().entropy) & ((1 << 63) - 1)
         self.seed = seed
-        for name, value in (("epoch_batches", epoch_batches), ("max_iter", max_iter), ("epochs", epochs)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise PescadorError(f"{name}={value!r} must be an integer >= 1 or None")
+        epoch_batches = check_int("epoch_batches", epoch_batches, minimum=1, none=True)
+        max_iter = check_int("max_iter", max_iter, minimum=1, none=True)
+        epochs = check_int("epochs", epochs, minimum=1, none=True)
         self.max_iter = max_iter
         self.epochs = epochs
 
@@ -378,8 +379,7 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
 
     def set_epoch(self, epoch: int) -> None:
         """Start the next pass at the beginning of ``epoch`` (as ``DistributedSampler.set_epoch``)."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise PescadorError(f"epoch={epoch!r} must be an integer >= 0")
+        epoch = check_int("epoch", epoch, minimum=0)
         self._state = self._ranks().stream.start_state(epoch)
         self._pass = None
         self._generation += 1
@@ -469,13 +469,13 @@ class WindowLoader(DataLoader):  # type: ignore[type-arg]
 
     def __init__(self, dataset: WindowDataset, **kwargs: Any) -> None:
         if not isinstance(dataset, WindowDataset):
-            raise TypeError(f"WindowLoader needs a WindowDataset, not {type(dataset).__name__}")
+            raise ConfigError(f"WindowLoader needs a WindowDataset, not {type(dataset).__name__}")
         if kwargs.pop("batch_size", None) is not None:
-            raise ValueError("batches come from the WindowDataset (its batch_size): WindowLoader needs batch_size=None")
+            raise ConfigError("batches come from the WindowDataset (its batch_size): WindowLoader needs batch_size=None")
         if kwargs.get("persistent_workers"):
-            raise ValueError("WindowLoader does not support persistent_workers=True (positions would not be exact)")
+            raise ConfigError("WindowLoader does not support persistent_workers=True (positions would not be exact)")
         if kwargs.get("in_order") is False:
-            raise ValueError("WindowLoader needs in_order=True (the order of batches is what makes positions exact)")
+            raise ConfigError("WindowLoader needs in_order=True (the order of batches is what makes positions exact)")
         super().__init__(dataset, batch_size=None, **kwargs)
         self._recorder = StatsRecorder()
         self._stats_base = LoaderStats()
