@@ -176,7 +176,7 @@ def _sampler(path: Any, **kw: Any) -> WindowSampler:
 
 def _reader(path: Any, r: int, R: int, w: int, W: int, **kw: Any) -> WindowSampler:
     s = _sampler(path, rank=r, world_size=R, **kw)
-    s._worker = (w, W)  # what zarrmux.torch does in DataLoader worker w of W
+    s.split_for_worker(w, W)  # what zarrmux.torch does in DataLoader worker w of W
     return s
 
 

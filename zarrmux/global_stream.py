@@ -48,7 +48,7 @@ from typing import Any
 
 from .exceptions import PescadorError
 from .params import check_int
-from .plan import _AHEAD, Block, WindowPlan
+from .plan import Block, WindowPlan
 
 __all__ = [
     "GlobalStream", "RankStream", "Step", "Cursor", "CHECKPOINT_EVERY", "rank_batches",
@@ -186,8 +186,7 @@ class GlobalStream:
         c, state = self._nearest(epoch, g)
         if not (continue_from and plan.epoch == epoch and c <= plan.batch <= g):
             plan.load_state_dict(state if state is not None else self.start_state(epoch))
-        if not plan._ahead:  # plan the blocks up to g together (no more: random access)
-            plan._ahead_n = max(plan._ahead_n, min(_AHEAD, g - plan.batch + 1))
+        plan.plan_together(g - plan.batch + 1)  # the blocks up to g (no more: random access)
         while plan.batch < g:
             if self._next(plan, epoch) is None:
                 raise IndexError(f"epoch {epoch} has {self.known_length(epoch)} batches: no batch {g}")

@@ -832,6 +832,12 @@ class WindowPlan:
             return last, True
         return last, False
 
+    def plan_together(self, count: int) -> None:
+        """Plan the next ``count`` blocks (at most the planner's batch) in one go, unless some are
+        planned already: cheaper per block than one at a time (random access knows how many it needs)."""
+        if not self._ahead:
+            self._ahead_n = max(self._ahead_n, min(_AHEAD, int(count)))
+
     def _plan_ahead(self) -> None:
         """Plan the next stochastic blocks into ``self._ahead`` (each with the state after it).
 

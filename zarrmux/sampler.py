@@ -229,6 +229,7 @@ class WindowSampler:
         scheduler: Any = None,
         batches_per_task: int | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        close_corpus: bool | None = None,
     ) -> None:
         prefetch = check_int("prefetch", prefetch, minimum=0, none=True)
         batches_per_task = check_int("batches_per_task", batches_per_task, minimum=1, none=True)
@@ -240,12 +241,12 @@ class WindowSampler:
         rank = check_int("rank", rank, minimum=0, maximum=world_size - 1)
         if isinstance(keys, str):
             keys = (keys,)
-        self._owns_corpus = False
+        self._owns_corpus = bool(close_corpus)
         if not hasattr(corpus, "read_windows"):
             from .corpus import open_corpus
 
             corpus = open_corpus(corpus, keys=keys, cache_bytes=cache_bytes)
-            self._owns_corpus = True
+            self._owns_corpus = close_corpus is None or close_corpus
         self.corpus = corpus
         if keys is not None:
             from .streamers import _check_keys
@@ -300,7 +301,7 @@ class WindowSampler:
                 corpus.close()
             raise
         #: (reader, readers): this sampler yields the rank's batches reader, reader + readers, ...
-        #: (set by zarrmux.torch for a DataLoader worker)
+        #: (see :meth:`split_for_worker`)
         self._worker = (0, 1)
         #: what the consumer has received: the global plan state at the position reached
         self._state = self.plan.state_dict()
@@ -482,16 +483,31 @@ class WindowSampler:
             If the state is malformed, or from another configuration, corpus or seed.
         """
         plan_state = parse_position_state(state)
-        self._stop_iteration()
-        self._load_plan_state(plan_state)
+        self.load_plan_state(plan_state)
 
-    def _load_plan_state(self, plan_state: dict[str, Any]) -> None:
+    @property
+    def plan_state(self) -> dict[str, Any]:
+        """The plan part of :meth:`state_dict`: the global plan state at the position reached."""
+        return self._state
+
+    def load_plan_state(self, plan_state: dict[str, Any]) -> None:
+        """Continue from a plan state (:attr:`plan_state`, or ``state_dict()["plan"]``) of this run."""
+        self._stop_iteration()
         cursor = self.plan.copy()
         cursor.load_state_dict(plan_state, check_seed=self._seed_given)
         if cursor.seed != self._global.seed:
             self._set_stream(cursor)
         self._global.add_state(plan_state)
         self._state = cursor.state_dict()
+
+    def split_for_worker(self, worker: int, num_workers: int) -> None:
+        """Yield only batches ``worker, worker + num_workers, ...`` of this rank's stream.
+
+        For a reader among several (DataLoader workers): taken in turn, the
+        readers' batches are the rank's stream, in order.
+        """
+        num_workers = check_int("num_workers", num_workers, minimum=1)
+        self._worker = (check_int("worker", worker, minimum=0, maximum=num_workers - 1), num_workers)
 
     def _set_stream(self, plan: WindowPlan) -> None:
         self.plan = plan

@@ -291,9 +291,7 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
             warnings.simplefilter("ignore", UserWarning)
             s = WindowSampler(target, self.n, seed=self.seed, rank=self.rank, world_size=self.world_size,
                               epoch_batches=self.epoch_batches, max_iter=self.max_iter, epochs=self.epochs,
-                              **self._plan_opts, **read)
-        if opened:
-            s._owns_corpus = True
+                              close_corpus=opened, **self._plan_opts, **read)
         return s
 
     # ------------------------------------------------------------------ iteration
@@ -314,28 +312,28 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         if self._local is None or self._local[0] != pid:
             self._local = (pid, self._sampler(False))
         sampler = self._local[1]
-        sampler._load_plan_state(self._state)
+        sampler.load_plan_state(self._state)
         generation = self._generation
         for batch in sampler:
             if self._generation != generation:  # load_state_dict / set_epoch during the pass: stop
                 return
-            self._state = sampler._state
+            self._state = sampler.plan_state
             yield _to_tensors(batch)
         if self._generation == generation:
-            self._state = sampler._state
+            self._state = sampler.plan_state
 
     def _iterate_worker(self, w: int, k: int) -> Iterator[dict[str, torch.Tensor]]:
         sampler = self._sampler(True)
         board = self._board
         try:
-            sampler._load_plan_state(self._state)
-            sampler._worker = (w, k)
+            sampler.load_plan_state(self._state)
+            sampler.split_for_worker(w, k)
             for batch in sampler:
                 if board is not None:
                     board.publish(w, sampler.stats())
                 yield _to_tensors(batch)
             # a full pass: a persistent worker's next pass continues from its end, as every worker's does
-            self._state = sampler._state
+            self._state = sampler.plan_state
         finally:
             sampler.close()
 
@@ -431,7 +429,7 @@ class EpochDataset(Dataset):  # type: ignore[type-arg]
         if self._view is None or self._view[0] != pid:
             s = self.dataset._sampler(False)
             s.prefetch = 0
-            s._load_plan_state(self.dataset._ranks().stream.start_state(self.epoch))
+            s.load_plan_state(self.dataset._ranks().stream.start_state(self.epoch))
             self._view = (pid, s.epoch_view(self.epoch))
         return self._view[1]
 
