@@ -74,17 +74,20 @@ from .byte_io import ByteRequest, make_io
 from .chunk_arena import ChunkArena, slots_for
 from .chunk_cache import DEFAULT_CACHE_BYTES, ChunkCache
 from .chunk_loader import load_chunks
-from .exceptions import ClosedError, ConfigError, CorpusError, DataError
+from .exceptions import ClosedError, ConfigError, CorpusError, DataError, UnknownKeyError
 from .params import check_int
 
-__all__ = ["open_corpus", "Corpus", "Entry", "LazyArray", "UnknownKeyError", "DEFAULT_CACHE_BYTES"]
+__all__ = ["open_corpus", "is_remote", "Corpus", "Entry", "LazyArray", "UnknownKeyError", "DEFAULT_CACHE_BYTES"]
 
 
-class UnknownKeyError(KeyError, CorpusError):
-    """A requested key is not in the corpus (both a ``KeyError`` and a ``CorpusError``)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
+def is_remote(target: Any) -> bool:
+    """Whether a corpus target is high-latency: a URL other than ``file://``, or a store object
+    other than a ``LocalStore`` (the one rule the sampler's defaults and Dask workers follow)."""
+    if isinstance(target, os.PathLike):
+        return False
+    if isinstance(target, str):
+        return "://" in target and not target.startswith("file://")
+    return type(target).__name__ != "LocalStore"
 
 
 def open_corpus(
@@ -794,6 +797,24 @@ class Corpus:
         if fault.missing:
             return DataError(f"missing data in corpus {self.path!r}: {who}, key {key!r}, object {fault.where}: {fault.message}")
         return DataError(f"corrupt data in corpus {self.path!r}: {who}, key {key!r}, chunk {fault.where}: {fault.message}")
+
+    def check_keys(self, keys: Sequence[str] | str | None) -> tuple[str, ...] | None:
+        """``keys`` as a tuple (``None`` stays ``None``: every key), each checked to be a key read.
+
+        Raises
+        ------
+        UnknownKeyError
+            Naming the key and the keys available.
+        """
+        if keys is None:
+            return None
+        if isinstance(keys, str):
+            keys = (keys,)
+        available = self.keys
+        for k in keys:
+            if k not in available:
+                raise UnknownKeyError(f"key {k!r} is not in corpus {self.path!r}; available keys: {list(available)}")
+        return tuple(keys)
 
     # ------------------------------------------------------------------ views
     def select(self, which: Iterable[str] | Callable[[str], bool]) -> "Corpus":

@@ -263,15 +263,12 @@ def read_task(
     its path, cached per worker process), so a rerun gives the same batches.
     """
     corpus = worker_corpus(spec)
+    from .corpus import is_remote
+
     if len(slices) > 1 and is_remote(spec[0]):
         # high-latency store: the batches' round trips overlap (local reads are GIL-bound: one by one)
         return list(_remote_pool().map(lambda s: corpus.read_windows(s[0], s[1], n, keys), slices))
     return [corpus.read_windows(entries, starts, n, keys) for entries, starts in slices]
-
-
-def is_remote(target: Any) -> bool:
-    """Whether a corpus target is a URL of a remote (high-latency) store, not a local path / ``file://``."""
-    return isinstance(target, str) and "://" in target and not target.startswith("file://")
 
 
 #: reading threads of a worker process for remote stores

@@ -18,7 +18,7 @@ import pickle
 from typing import Any
 
 __all__ = [
-    "PescadorError", "DataError", "ZarrmuxError", "ConversionError", "CorpusError", "ConfigError", "ClosedError", "SchedulerError",
+    "PescadorError", "DataError", "ZarrmuxError", "ConversionError", "CorpusError", "UnknownKeyError", "ConfigError", "ClosedError", "SchedulerError",
 ]
 
 
@@ -66,6 +66,13 @@ class CorpusError(PescadorError):
 
 class ConversionError(PescadorError):
     """An archive cannot be converted; the message names the file and the problem."""
+
+
+class UnknownKeyError(KeyError, CorpusError):
+    """A requested key is not in the corpus (both a ``KeyError`` and a ``CorpusError``)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class ConfigError(PescadorError, ValueError, TypeError):

@@ -51,7 +51,6 @@ __all__ = [
     "DEFAULT_REMOTE_PREFETCH",
     "DEFAULT_REMOTE_THREADS",
     "DEFAULT_BATCHES_PER_TASK",
-    "DEFAULT_CONNECT_TIMEOUT",
 ]
 
 #: batches read ahead by default (Dask: tasks in flight)
@@ -66,15 +65,6 @@ DEFAULT_REMOTE_PREFETCH = 32
 DEFAULT_REMOTE_THREADS = 16
 #: batches per Dask task by default (a task costs ~15-25 ms of scheduling; see tools/bench_latency.py)
 DEFAULT_BATCHES_PER_TASK = 16
-#: seconds to wait for a scheduler address
-DEFAULT_CONNECT_TIMEOUT = 10.0
-
-
-def _is_remote(target: Any) -> bool:
-    """A URL other than ``file://``, or a store object other than a ``LocalStore``: high latency."""
-    if isinstance(target, str):
-        return "://" in target and not target.startswith("file://")
-    return type(target).__name__ != "LocalStore"
 
 
 def read_block(corpus: Any, n: int, keys: Sequence[str] | None, entries: np.ndarray, starts: np.ndarray) -> dict[str, np.ndarray]:
@@ -181,9 +171,10 @@ class WindowSampler:
         Dask.  ``corpus`` must be a path/URL or a Corpus opened from one.
     batches_per_task : int > 0 or None
         Batches read by one Dask task (default :data:`DEFAULT_BATCHES_PER_TASK`).
-    connect_timeout : float > 0
+    connect_timeout : float > 0 or None
         Seconds to wait for a scheduler address before raising
-        :class:`zarrmux.distributed.SchedulerError` (default 10).
+        :class:`zarrmux.distributed.SchedulerError` (default
+        :data:`zarrmux.distributed.DEFAULT_CONNECT_TIMEOUT`, 10).
 
     Notes
     -----
@@ -228,7 +219,7 @@ class WindowSampler:
         drop_last: bool = False,
         scheduler: Any = None,
         batches_per_task: int | None = None,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        connect_timeout: float | None = None,
         close_corpus: bool | None = None,
     ) -> None:
         prefetch = check_int("prefetch", prefetch, minimum=0, none=True)
@@ -249,13 +240,13 @@ class WindowSampler:
             self._owns_corpus = close_corpus is None or close_corpus
         self.corpus = corpus
         if keys is not None:
-            from .streamers import _check_keys
-
-            keys = _check_keys(corpus, keys)
+            keys = corpus.check_keys(keys)
         self.keys: tuple[str, ...] = tuple(keys) if keys is not None else tuple(corpus.keys)
         self.n = n
         self.batch_size = batch_size
-        remote = scheduler is None and _is_remote(getattr(corpus, "path", ""))
+        from .corpus import is_remote
+
+        remote = scheduler is None and is_remote(getattr(corpus, "path", ""))
         self._remote = remote
         #: timings and decisions of the adaptive prefetch of the last iteration (local corpora)
         self.prefetch_stats: AdaptiveStats | None = None
@@ -315,7 +306,8 @@ class WindowSampler:
 
             try:
                 self._spec = distributed.corpus_spec(corpus)
-                self._dask = distributed.connect(scheduler, timeout=connect_timeout)
+                timeout = distributed.DEFAULT_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
+                self._dask = distributed.connect(scheduler, timeout=timeout)
             except BaseException:
                 if self._owns_corpus:
                     corpus.close()
