@@ -119,3 +119,37 @@ def test_closing_the_iterator_closes_the_stream() -> None:
     assert next(it) == 0
     it.close()
     assert closed == [True]
+
+
+def test_plain_activation_copies_like_pescador() -> None:
+    """Objects shared between args and kwargs stay shared in the copy; each activation copies afresh."""
+
+    def gen(a: list[int], b: list[int], *, c: list[int]) -> Any:
+        a.append(1)
+        yield (a is c, len(a), len(c), len(b), b is a)
+
+    got = {}
+    for lib in (pescador, zarrmux):
+        shared: list[int] = []
+        s = lib.Streamer(gen, shared, [0], c=shared)
+        got[lib.__name__] = [list(s), list(s.iterate(max_iter=1)), shared]
+    assert got["zarrmux"] == got["pescador"] == [[(True, 1, 1, 1, False)], [(True, 1, 1, 1, False)], []]
+
+
+def test_active_count_of_a_plain_streamer_while_iterating() -> None:
+    def fails_at_once() -> Any:
+        raise RuntimeError("no items")
+        yield  # a generator
+
+    s = zarrmux.Streamer(counter, 3)
+    it = s.iterate()
+    assert s.active == 0  # activation waits for the first item, as in pescador
+    assert next(it) == 0 and s.active == 1
+    it2 = s(max_iter=1)
+    assert list(it2) == [0] and s.active == 1
+    it.close()
+    assert s.active == 0
+    bad = zarrmux.Streamer(fails_at_once)
+    with pytest.raises(RuntimeError, match="no items"):
+        list(bad)
+    assert bad.active == 0 and bad.stream_ is None

@@ -85,3 +85,28 @@ def test_cache_matches_pescador(seed: int, prob: float) -> None:
 def test_cache_bad_parameters(kw: dict[str, Any]) -> None:
     with pytest.raises(zarrmux.PescadorError):
         zarrmux.cache(items(3), **kw)
+
+
+def test_maps_wrap_in_a_streamer_as_in_pescador() -> None:
+    """pescador's maps are generator functions: ``Streamer(buffer_stream, stream, n)`` is an idiom of its docs."""
+
+    def items() -> Any:
+        for i in range(20):
+            yield {"x": np.asarray(i), "y": np.asarray(-i)}
+
+    got = {}
+    for lib in (pescador, zarrmux):
+        buffered = lib.Streamer(lib.buffer_stream, lib.Streamer(items), 5)
+        as_tuples = lib.Streamer(lib.tuples, lib.Streamer(items), "x", "y")
+        as_keras = lib.Streamer(lib.keras_tuples, lib.Streamer(items), "x", "y")
+        got[lib.__name__] = (
+            [b["x"].tolist() for b in buffered] + [b["y"].tolist() for b in buffered],  # restarts
+            [tuple(int(v) for v in t) for t in as_tuples],
+            [(int(a), int(b)) for a, b in as_keras],
+        )
+    assert got["zarrmux"] == got["pescador"]
+    assert got["zarrmux"][0][0] == [0, 1, 2, 3, 4] and len(got["zarrmux"][0]) == 8
+    cached = zarrmux.Streamer(zarrmux.cache, iter(range(10)), 4, random_state=0)
+    assert set(cached) <= set(range(10))
+    with pytest.raises(zarrmux.PescadorError):
+        zarrmux.Streamer(lambda: iter([1]))  # other plain functions are refused, as in pescador

@@ -49,6 +49,22 @@ def test_stochastic_mux_matches_pescador(lengths: str, mode: str, dist: str, rat
         assert a == b, f"seed={seed}"
 
 
+@pytest.mark.parametrize("mode", ["with_replacement", "single_active", "exhaustive"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("dist", ["binomial", "poisson"])
+def test_stochastic_mux_many_active_uneven_weights(mode: str, dtype: str, dist: str) -> None:
+    """n_active > 8 (numpy sums pairwise) and uneven weights, in float64 and float32: every quota as pescador's."""
+    ns = [60, 0, 3, 45, 7, 1, 80, 30, 0, 12, 55, 9, 40, 2, 70, 25, 5, 33, 18, 90]
+    for seed in SEEDS:
+        w = np.random.RandomState(100 + seed).gamma(0.7, size=len(ns)).astype(dtype)
+        a, b = both(
+            lambda lib: lib.StochasticMux(make(lib, ns), 12, 4.5, weights=w.copy(), mode=mode, dist=dist, random_state=seed),
+            max_iter=500,
+        )
+        assert a == b, f"seed={seed}"
+        assert len(b) == 500 if mode != "exhaustive" else len(b) > 20  # exhaustive: each stream once
+
+
 @pytest.mark.parametrize("prune", [True, False])
 def test_stochastic_mux_prune_and_empty_streams(prune: bool) -> None:
     ns = [0, 0, 5, 0, 3]

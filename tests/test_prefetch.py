@@ -135,3 +135,13 @@ def test_process_needs_picklable() -> None:
     lock = threading.Lock()
     with pytest.raises(PescadorError, match="picklable"):
         Prefetcher(zarrmux.Streamer([lock]), method="process")
+
+
+def test_timeout_is_checked_and_only_for_processes() -> None:
+    for bad in (0, -2.5, "1", True):
+        with pytest.raises(PescadorError, match="timeout"):
+            Prefetcher(zarrmux.Streamer(count, 3), method="process", timeout=bad)
+    with pytest.raises(PescadorError, match="process' only"):
+        Prefetcher(zarrmux.Streamer(count, 3), method="thread", timeout=1.0)
+    p = Prefetcher(zarrmux.Streamer(count, 4), method="process", timeout=2)
+    assert p.timeout == 2 and list(p) == [0, 1, 2, 3]

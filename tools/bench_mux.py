@@ -1,57 +1,145 @@
-"""Mux throughput: zarrmux.StochasticMux against pescador.StochasticMux, in one process.
+"""Mux throughput: zarrmux against pescador 3.0, ``StochasticMux`` + ``buffer_stream``, in one process.
 
-Workload (issue 2): 64 in-memory streams, 32 active, rate 16, binomial quotas,
-items ``{'X': (16, 8) float32, 'Y': (16,) int64}`` batched by ``buffer_stream``
-into batches of 32.  Both libraries get the same seed and produce the same
-sequence (checked); the figures are samples/s, medians of ``--repeats`` runs.
+Two workloads, both with 64 streams, ``n_active=32``, ``rate=16``, binomial
+quotas, ``buffer_stream`` batches of ``--batch`` (32), the same seed for both
+libraries and the same sequences (every batch compared, in an untimed pass):
 
-    python tools/bench_mux.py [--samples 200000] [--repeats 5]
+``tiny`` (issue 2)
+    Items ``{'X': (16, 8) float32, 'Y': (16,) int64}`` prepared in memory; the
+    streams cycle through them.  Measures the mux and the batching alone.
+``windows`` (issue 14)
+    What a pescador user writes: 64 generators, each over its own
+    ``(2000, 128)`` float32 ``X`` and ``(2000,)`` int64 ``Y``, with a
+    ``np.random.RandomState(seed)`` made at activation and one ``randint`` per
+    window, yielding ``dict(X=x[j:j+16], Y=y[j:j+16])``.  Printed with
+    - the limit: the same mux and batching over the same kind of items already
+      in memory (16-row windows prepared beforehand, generators that cost
+      nothing), i.e. the ``tiny`` measurement at this item size;
+    - the floor: the generators and the batching alone, without a mux (the
+      work both libraries share, one extra window per activation included).
+
+Figures are samples/s, medians of ``--repeats`` runs (pescador and zarrmux
+alternate within each run).
+
+    python tools/bench_mux.py [--workload all|tiny|windows] [--samples 60000] [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
+N_STREAMS, N_ACTIVE, RATE, WINDOW, ROWS, DIM = 64, 32, 16, 16, 2000, 128
 
-def make_items(n_streams: int, per_stream: int) -> list[list[dict[str, np.ndarray]]]:
+#: data prepared once; streams take an index into it, so that activating a
+#: Streamer (which deep-copies its arguments) copies an int, not the data
+ITEMS: list[list[dict[str, np.ndarray]]] = []
+DATA: list[tuple[np.ndarray, np.ndarray]] = []
+
+
+def make_items(n_streams: int, per_stream: int, shape: tuple[int, ...]) -> list[list[dict[str, np.ndarray]]]:
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((n_streams, per_stream, 16, 8)).astype(np.float32)
-    Y = rng.integers(0, 10, size=(n_streams, per_stream, 16))
+    X = rng.standard_normal((n_streams, per_stream, *shape)).astype(np.float32)
+    Y = rng.integers(0, 10, size=(n_streams, per_stream, shape[0]))
     return [[{"X": X[s, i], "Y": Y[s, i]} for i in range(per_stream)] for s in range(n_streams)]
 
 
-#: the in-memory data, prepared once; streams take an index into it, so that
-#: activating a Streamer (which deep-copies its arguments) stays cheap
-ITEMS: list[list[dict[str, np.ndarray]]] = []
+def make_data(n_streams: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(1)
+    return [
+        (rng.standard_normal((ROWS, DIM)).astype(np.float32), rng.integers(0, 10, size=ROWS)) for _ in range(n_streams)
+    ]
 
 
-def in_memory(stream_id: int) -> Any:
+def in_memory(stream_id: int) -> Iterator[dict[str, np.ndarray]]:
     """An endless in-memory stream: cycles through prepared items (cheap per item)."""
     items = ITEMS[stream_id]
     while True:
         yield from items
 
 
-def run(lib: Any, items: Any, samples: int, batch: int, seed: int) -> tuple[float, list[Any]]:
-    streams = [lib.Streamer(in_memory, i) for i in range(len(items))]
-    mux = lib.StochasticMux(streams, n_active=32, rate=16, random_state=seed)
+def windows(stream_id: int, n: int, seed: int) -> Iterator[dict[str, np.ndarray]]:
+    """A pescador user's window generator: random ``n``-row windows of one stream's arrays."""
+    x, y = DATA[stream_id]
+    rng = np.random.RandomState(seed)
+    while True:
+        j = rng.randint(0, len(x) - n)
+        yield dict(X=x[j : j + n], Y=y[j : j + n])
+
+
+def build(lib: Any, workload: str, seed: int) -> Any:
+    if workload == "windows":
+        streams = [lib.Streamer(windows, i, WINDOW, 1000 + i) for i in range(N_STREAMS)]
+    else:
+        streams = [lib.Streamer(in_memory, i) for i in range(N_STREAMS)]
+    return lib.StochasticMux(streams, n_active=N_ACTIVE, rate=RATE, random_state=seed)
+
+
+def timed(lib: Any, workload: str, samples: int, batch: int, seed: int) -> float:
+    mux = build(lib, workload, seed)
     t0 = time.perf_counter()
+    for _ in lib.buffer_stream(mux(max_iter=samples), batch):
+        pass
+    return samples / (time.perf_counter() - t0)
+
+
+def digests(lib: Any, workload: str, samples: int, batch: int, seed: int) -> list[bytes]:
     out = []
-    for i, b in enumerate(lib.buffer_stream(mux(max_iter=samples), batch)):
-        if i < 3:
-            out.append(b)
-    dt = time.perf_counter() - t0
-    return samples / dt, out
+    for b in lib.buffer_stream(build(lib, workload, seed)(max_iter=samples), batch):
+        h = hashlib.blake2b(digest_size=16)
+        for k in sorted(b):
+            h.update(k.encode() + str(b[k].dtype).encode() + str(b[k].shape).encode() + b[k].tobytes())
+        out.append(h.digest())
+    return out
+
+
+def floor(samples: int, batch: int, seed: int) -> float:
+    """The generators and the batching without a mux: activations of ~RATE windows, round robin."""
+    rng = np.random.RandomState(seed)
+    t0 = time.perf_counter()
+    buf: list[dict[str, np.ndarray]] = []
+    done = 0
+    stream = 0
+    while done < samples:
+        quota = 1 + rng.binomial(RATE - 1, 1.0 - 1.0 / N_ACTIVE)
+        gen = windows(stream, WINDOW, 1000 + stream)
+        for _ in range(quota):
+            buf.append(next(gen))
+            if len(buf) == batch:
+                {k: np.array([d[k] for d in buf]) for k in buf[0]}
+                buf = []
+            done += 1
+        next(gen)  # the extra window a Streamer pulls at the end of an activation
+        stream = (stream + 1) % N_STREAMS
+    return samples / (time.perf_counter() - t0)
+
+
+def medians(runs: int, fns: dict[str, Callable[[int], float]]) -> dict[str, list[float]]:
+    rates: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(runs):
+        for name, fn in fns.items():
+            rates[name].append(fn(r))
+    return rates
+
+
+def report(label: str, rates: list[float], ref: float | None = None) -> float:
+    m = statistics.median(rates)
+    spread = f"[{min(rates):,.0f} .. {max(rates):,.0f}]"
+    ratio = f"  {m / ref:5.2f}x" if ref else ""
+    print(f"  {label:<44} {m:10,.0f} samples/s  ({1e6 / m:6.2f} us/sample) {spread}{ratio}")
+    return m
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--samples", type=int, default=200_000)
+    ap.add_argument("--workload", choices=["all", "tiny", "windows"], default="all")
+    ap.add_argument("--samples", type=int, default=60_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch", type=int, default=32)
     args = ap.parse_args()
@@ -60,25 +148,44 @@ def main() -> None:
 
     import zarrmux
 
-    items = make_items(64, 64)
-    ITEMS[:] = items
-    rates: dict[str, list[float]] = {"pescador": [], "zarrmux": []}
-    for r in range(args.repeats):
-        for name, lib in (("pescador", pescador), ("zarrmux", zarrmux)):
-            rate, head = run(lib, items, args.samples, args.batch, seed=r)
-            rates[name].append(rate)
-            if name == "pescador":
-                ref = head
-            else:
-                same = all(np.array_equal(a[k], b[k]) for a, b in zip(ref, head) for k in a)
-                assert same, "zarrmux and pescador streams differ"
-    p = statistics.median(rates["pescador"])
-    z = statistics.median(rates["zarrmux"])
-    print(f"workload: 64 in-memory streams, n_active=32, rate=16, buffer_stream({args.batch}), "
-          f"{args.samples} samples x {args.repeats} runs (medians)")
-    print(f"pescador {pescador.__version__}: {p:12,.0f} samples/s  ({1e6 / p:.2f} us/sample)")
-    print(f"zarrmux  {zarrmux.__version__}: {z:12,.0f} samples/s  ({1e6 / z:.2f} us/sample)")
-    print(f"ratio zarrmux/pescador: {z / p:.2f}x  (same sequences: checked)")
+    libs = {"pescador": pescador, "zarrmux": zarrmux}
+    DATA[:] = make_data(N_STREAMS)
+    print(f"pescador {pescador.__version__}, zarrmux {zarrmux.__version__}; {N_STREAMS} streams, n_active={N_ACTIVE}, "
+          f"rate={RATE}, buffer_stream({args.batch}); {args.samples} samples x {args.repeats} runs, medians [min .. max]")
+
+    def check(workload: str) -> None:
+        a, b = (digests(lib, workload, args.samples, args.batch, seed=0) for lib in libs.values())
+        assert a == b and len(a) == args.samples // args.batch, f"{workload}: zarrmux and pescador batches differ"
+
+    if args.workload in ("all", "tiny"):
+        ITEMS[:] = make_items(N_STREAMS, 64, (16, 8))
+        check("tiny")
+        r = medians(args.repeats, {n: (lambda s, lib=lib: timed(lib, "tiny", args.samples, args.batch, s)) for n, lib in libs.items()})
+        print("tiny: items {'X': (16, 8) float32, 'Y': (16,) int64} in memory (issue 2); same batches: checked")
+        p = report("pescador", r["pescador"])
+        report("zarrmux", r["zarrmux"], p)
+
+    if args.workload in ("all", "windows"):
+        check("windows")
+        fns: dict[str, Callable[[int], float]] = {
+            n: (lambda s, lib=lib: timed(lib, "windows", args.samples, args.batch, s)) for n, lib in libs.items()
+        }
+        ITEMS[:] = make_items(N_STREAMS, 64, (WINDOW, DIM))
+        check("tiny")
+        fns.update({f"{n} (limit)": (lambda s, lib=lib: timed(lib, "tiny", args.samples, args.batch, s)) for n, lib in libs.items()})
+        fns["floor"] = lambda s: floor(args.samples, args.batch, s)
+        r = medians(args.repeats, fns)
+        print(f"windows: generators of {WINDOW}-row windows of ({ROWS}, {DIM}) float32 + ({ROWS},) int64, "
+              "RandomState per activation, randint per window (issue 14); same batches: checked")
+        p = report("pescador", r["pescador"])
+        z = report("zarrmux", r["zarrmux"], p)
+        print(f"limit: the same mux and batching over {WINDOW}x{DIM} windows already in memory")
+        pl = report("pescador", r["pescador (limit)"])
+        zl = report("zarrmux", r["zarrmux (limit)"], pl)
+        print("floor: the generators and the batching alone, no mux")
+        f = report("generators + np.array batching", r["floor"])
+        print(f"ratio zarrmux/pescador: windows {z / p:.2f}x; the limit (in memory) {zl / pl:.2f}x; "
+              f"a mux costing nothing would give {f / p:.2f}x (floor / pescador)")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ _LAZY = {
     "window_streamer": "streamers",
     "WindowSampler": "sampler",
     "Prefetcher": "prefetch",
+    "ZMQStreamer": "zmq_stream",
 }
 
 __all__ = [

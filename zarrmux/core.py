@@ -23,6 +23,36 @@ __all__ = ["Streamer", "streamable"]
 _ATOMIC = frozenset({type(None), bool, int, float, complex, str, bytes, type(len), type(lambda: 0)})
 
 
+def generator_function(function: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+    """Mark a function that checks its arguments, then returns a generator, as a generator function.
+
+    pescador's maps (``buffer_stream``, ...) are generator functions, so
+    ``Streamer(buffer_stream, stream, 32)`` is a pescador idiom; zarrmux's
+    check their arguments when called and return a generator, and this mark
+    lets :class:`Streamer` accept them the same way.
+    """
+    function.__zarrmux_generator_function__ = True  # type: ignore[attr-defined]
+    return function
+
+
+def _copy_attr(value: Any, memo: dict[int, Any]) -> Any:
+    """``copy.deepcopy(value, memo)``, without its dispatch for what needs no copy.
+
+    Immutable atoms, and tuples of them (the usual ``args``), are their own deep
+    copy; an empty dict (the usual ``kwargs``) copies to a new empty dict.
+    Activation copies a streamer's attributes every time, so this is on the
+    per-activation path of every mux.
+    """
+    t = type(value)
+    if t in _ATOMIC:
+        return value
+    if t is tuple and _ATOMIC.issuperset(map(type, value)):
+        return value
+    if t is dict and not value:
+        return {}
+    return copy.deepcopy(value, memo)
+
+
 class Streamer:
     """A wrapper for recycling iterables and generator functions.
 
@@ -56,7 +86,11 @@ class Streamer:
     """
 
     def __init__(self, streamer: Any, *args: Any, **kwargs: Any) -> None:
-        if not (inspect.isgeneratorfunction(streamer) or isinstance(streamer, (collections.abc.Iterable, Streamer))):
+        if not (
+            inspect.isgeneratorfunction(streamer)
+            or getattr(streamer, "__zarrmux_generator_function__", False) is True
+            or isinstance(streamer, (collections.abc.Iterable, Streamer))
+        ):
             raise PescadorError("`streamer` must be an iterable or callable function that returns an iterable object.")
         self.streamer = streamer
         self.args = args
@@ -78,14 +112,13 @@ class Streamer:
         memo[id(self)] = result
         d = result.__dict__
         for k, v in self.__dict__.items():
-            # immutable atoms need no copy: skip copy.deepcopy's dispatch for them
-            d[k] = v if type(v) in _ATOMIC else copy.deepcopy(v, memo)
+            d[k] = _copy_attr(v, memo)
         return result
 
     def __enter__(self, *args: Any, **kwargs: Any) -> "Streamer":
         if self.is_activated_copy:
             return self
-        active = copy.deepcopy(self)
+        active = self.__deepcopy__({})  # == copy.deepcopy(self), without its dispatch
         active._activate()
         self.active_count_ += 1
         return active
@@ -126,9 +159,20 @@ class Streamer:
         ------
         obj : the items of the wrapped stream
         """
-        with self as active:
-            stream = active.stream_
-            assert stream is not None
+        if type(self) is Streamer and self.stream_ is None:
+            # A plain streamer: what __enter__ does, without building the activated
+            # copy nobody sees (a mux activates a streamer every few items): deep
+            # copies of what _activate uses, in __deepcopy__'s order, with one memo.
+            memo: dict[int, Any] = {}
+            source = _copy_attr(self.streamer, memo)
+            args = _copy_attr(self.args, memo)
+            kwargs = _copy_attr(self.kwargs, memo)
+            stream = source(*args, **kwargs) if callable(source) else iter(source)
+            self.active_count_ += 1
+        else:
+            stream = self.__enter__().stream_
+        assert stream is not None
+        try:
             if max_iter is None or max_iter == math.inf:
                 yield from stream
                 return
@@ -137,6 +181,8 @@ class Streamer:
             # do the same, so streams with side effects stay in step.
             for _ in stream:
                 break
+        finally:
+            self.__exit__(None, None, None)
 
     def cycle(self, max_iter: int | None = None) -> Iterator[Any]:
         """Yield items forever, restarting the stream whenever it ends.
@@ -164,12 +210,13 @@ class Streamer:
         cycle : bool
             If True, restart the stream whenever it ends.
         """
+        # the generator itself, not a generator around it: one layer less per item
         if cycle:
-            yield from self.cycle(max_iter=max_iter)
-        else:
-            yield from self.iterate(max_iter=max_iter)
+            return self.cycle(max_iter=max_iter)
+        return self.iterate(max_iter=max_iter)
 
     def __iter__(self) -> Iterator[Any]:
+        """The items of one activation: ``iterate()``."""
         return self.iterate()
 
     def generate(self, max_batches: int | None = None) -> Iterator[Any]:

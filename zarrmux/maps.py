@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .core import generator_function
 from .exceptions import DataError, PescadorError
 from .util import RandomLike, get_rng, is_legacy_rng
 
@@ -53,6 +54,7 @@ def _stack_data(data: list[Any], axis: int | None) -> dict[Any, np.ndarray]:
         raise DataError(f"Malformed data stream: {data}") from ex
 
 
+@generator_function
 def buffer_stream(
     stream: Iterable[Any], buffer_size: int, partial: bool = False, axis: int | None = None
 ) -> Iterator[dict[Any, np.ndarray]]:
@@ -108,6 +110,7 @@ def _buffer(it: Iterator[Any], size: int, partial: bool, axis: int | None) -> It
         return
 
 
+@generator_function
 def tuples(stream: Iterable[Any], *keys: Any) -> Iterator[tuple[Any, ...]]:
     """Reformat data items as tuples.
 
@@ -144,6 +147,7 @@ def _tuples(stream: Iterable[Any], keys: Sequence[Any]) -> Iterator[tuple[Any, .
             raise DataError(f"Malformed data stream: {data}") from ex
 
 
+@generator_function
 def keras_tuples(
     stream: Iterable[Any], inputs: str | Sequence[str] | None = None, outputs: str | Sequence[str] | None = None
 ) -> Iterator[tuple[Any, Any]]:
@@ -195,6 +199,7 @@ def _keras_tuples(
         yield (x, y)
 
 
+@generator_function
 def cache(stream: Iterator[Any], n_cache: int, prob: float = 0.5, random_state: RandomLike = None) -> Iterator[Any]:
     """Stochastic stream caching.
 

@@ -33,7 +33,7 @@ import numbers
 import warnings
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -106,6 +106,10 @@ def _check_weights(weights: Any, n_streams: int, *, as_float64: bool) -> np.ndar
     return w
 
 
+class _GlobalRandom:
+    """Stands for the global ``np.random`` in a pickled mux (a module does not pickle)."""
+
+
 class BaseMux(core.Streamer):
     """The interface of a mux: a ``Streamer`` over several ``Streamer`` objects.
 
@@ -143,6 +147,17 @@ class BaseMux(core.Streamer):
             else:
                 setattr(result, k, copy.deepcopy(v, memo))
         return result
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if state.get("rng") is np.random:
+            state["rng"] = _GlobalRandom  # unpickled as the receiving process's np.random
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state.get("rng") is _GlobalRandom:
+            state["rng"] = np.random
+        self.__dict__.update(state)
 
     @property
     def is_activated_copy(self) -> bool:
@@ -305,6 +320,9 @@ class StochasticMux(BaseMux):
         self._draws: Draws | None = None
         self._cdf: list[float] = []  # cdf of stream_weights_ / weight_norm_
         self._dist_cdf: list[float] | None = None  # cdf of distribution_; None when stale
+        self._dist_unit = False  # distribution_ unchanged since its sum was found exactly 1.0, entries > 0
+        self._norm_fresh = False  # weight_norm_ is the sum of stream_weights_ as they are now
+        self._float64 = False  # weights are float64: Python floats repeat numpy's arithmetic exactly
         self._live = False
 
     def _initial_stream_weights(self) -> np.ndarray:
@@ -323,10 +341,12 @@ class StochasticMux(BaseMux):
     def _activate(self) -> None:
         self._draws = Draws(self.rng)
         self.distribution_ = 1.0 / self.n_streams * np.ones(self.n_streams)
-        self._dist_cdf = None
+        self._dist_changed()
+        self._norm_fresh = False
         self.valid_streams_ = np.ones(self.n_streams, dtype=bool)
         self.streams_ = [None] * self.n_active
         self.stream_weights_ = self._initial_stream_weights()
+        self._float64 = self.stream_weights_.dtype == np.float64 and self.weights.dtype == np.float64
         self.stream_counts_ = [0] * self.n_active
         self.stream_idxs_ = np.zeros(self.n_active, dtype=int)
         for idx in range(self.n_active):
@@ -335,9 +355,15 @@ class StochasticMux(BaseMux):
             self._new_stream(idx)
         self._set_weight_norm()
 
+    def _dist_changed(self) -> None:
+        """Forget what was derived from ``distribution_`` (call after changing it)."""
+        self._dist_cdf = None
+        self._dist_unit = False
+
     def _set_weight_norm(self) -> None:
         """Recompute the total weight, the loop condition and the draw's cdf."""
         self.weight_norm_ = self.stream_weights_.sum()
+        self._norm_fresh = True
         self._live = bool(self.weight_norm_ > 0.0 and self.valid_streams_.any())
         if self._live:
             self._cdf = cdf_of(self.stream_weights_ / self.weight_norm_)
@@ -349,14 +375,50 @@ class StochasticMux(BaseMux):
         # == rng.choice(n_active, p=stream_weights_ / weight_norm_), same draw
         return bisect_right(self._cdf, self._draws.uniform())  # type: ignore[union-attr]
 
+    def iterate(self, max_iter: float | None = None) -> Iterator[Any]:
+        """Yield items from the mux, handling exhaustion and replacement of streams.
+
+        Parameters
+        ----------
+        max_iter : None or int > 0
+            Maximum number of items; ``None`` runs until the mux is exhausted.
+        """
+        cls = type(self)
+        if (
+            cls._next_sample_index is not StochasticMux._next_sample_index
+            or cls._streamers_available is not StochasticMux._streamers_available
+        ):
+            yield from super().iterate(max_iter)  # a subclass changed the loop's hooks
+            return
+        # BaseMux.iterate with both hooks inlined: the per-item path is one
+        # draw, one bisection, one next()
+        limit = math.inf if max_iter is None else max_iter
+        with self as active:
+            mux = cast(StochasticMux, active)
+            n = 0
+            uniform = mux._draws.uniform  # type: ignore[union-attr]
+            streams, counts, cdf, live = mux.streams_, _counter_view(mux.stream_counts_), mux._cdf, mux._live
+            while n < limit and live:
+                idx = bisect_right(cdf, uniform())
+                try:
+                    item = next(streams[idx])  # type: ignore[index]
+                except StopIteration:
+                    mux._on_stream_exhausted(idx)
+                    mux._replace_stream(idx)
+                    streams, counts, cdf, live = mux.streams_, _counter_view(mux.stream_counts_), mux._cdf, mux._live
+                    continue
+                yield item
+                n += 1
+                counts[idx] += 1
+
     def _on_stream_exhausted(self, idx: int) -> None:
         if self.prune_empty_streams is True and self.stream_counts_[idx] == 0:
             self.distribution_[self.stream_idxs_[idx]] = 0.0
-            self._dist_cdf = None
+            self._dist_changed()
             self.valid_streams_[self.stream_idxs_[idx]] = False
             self._live = bool(self._live and self.valid_streams_.any())
         if self.mode == "single_active":
-            self._dist_cdf = None
+            self._dist_changed()
             # revive the stream with the largest current probability
             if self.distribution_.any():
                 self.distribution_[self.stream_idxs_[idx]] = np.max(self.distribution_)
@@ -372,6 +434,17 @@ class StochasticMux(BaseMux):
         if self.dist == "poisson":
             return 1 + self.rng.poisson(lam=self.rate - 1)
         # binomial: Bin((rate-1) / (1-p), 1-p), p = chance of drawing this stream among the active
+        if self._float64:
+            # pescador's float64 arithmetic in Python floats (the same IEEE operations,
+            # in the same order), with the cached total when it is current
+            sw = self.stream_weights_
+            total = self.weight_norm_ if self._norm_fresh else sw.sum()
+            denom = float(total) - float(sw[old_idx]) + float(weight)
+            if denom > 0.0:
+                p = float(weight) / denom
+                if p > 0.9999:
+                    return 1 + self.rng.poisson(lam=self.rate - 1)
+                return 1 + self.rng.binomial((self.rate - 1) / (1 - p), 1 - p)
         with np.errstate(invalid="ignore"):
             p = weight / (self.stream_weights_.sum() - self.stream_weights_[old_idx] + weight)
         if p > 0.9999 or np.isnan(p):
@@ -385,7 +458,7 @@ class StochasticMux(BaseMux):
         if self.mode != "with_replacement":
             # drawn without replacement: unavailable until revived
             self.distribution_[idx] = 0.0
-            self._dist_cdf = None
+            self._dist_changed()
             if (self.distribution_ > 0).any():
                 self.distribution_[:] /= self.distribution_.sum()
         return streamer, weight
@@ -394,24 +467,37 @@ class StochasticMux(BaseMux):
         # == rng.choice(n_streams, p=distribution_), same draw
         if self._dist_cdf is None:
             self._dist_cdf = cdf_of(self.distribution_)
-        self.stream_idxs_[idx] = bisect_right(self._dist_cdf, self._draws.uniform())  # type: ignore[union-attr]
-        self.streams_[idx], self.stream_weights_[idx] = self._activate_stream(self.stream_idxs_[idx], idx)  # type: ignore[index]
+        k = bisect_right(self._dist_cdf, self._draws.uniform())  # type: ignore[union-attr]
+        self.stream_idxs_[idx] = k
+        stream, weight = self._activate_stream(k, idx)
+        self.streams_[idx] = stream  # type: ignore[index]
+        sw = self.stream_weights_
+        if sw[idx] != weight:
+            sw[idx] = weight
+            self._norm_fresh = False
         self.stream_counts_[idx] = 0
 
     def _replace_stream(self, idx: int) -> None:
-        dist = self.distribution_
-        if (dist > 0).any():
+        # pescador: if (distribution_ > 0).any(): distribution_ /= sum; new stream; else weight 0.
+        # The checks are skipped while distribution_ is known positive with a sum of exactly 1.0
+        # (dividing by 1.0 changes nothing), which is always, in mode with_replacement.
+        if not self._dist_unit:
+            dist = self.distribution_
+            if not (dist > 0).any():
+                self.stream_weights_[idx] = 0.0
+                self._set_weight_norm()
+                return
             total = dist.sum()
-            if total != 1.0:  # dividing by exactly 1.0 changes nothing: keep the cached cdf
+            if total != 1.0:
                 dist /= total
                 self._dist_cdf = None
-            old_weight = self.stream_weights_[idx]
-            self._new_stream(idx)
-            if self.stream_weights_[idx] == old_weight:
-                return  # same weights, same sum, same cdf: nothing to recompute
-        else:
-            self.stream_weights_[idx] = 0.0
-        self._set_weight_norm()
+            else:
+                self._dist_unit = True
+        old_weight = self.stream_weights_[idx]
+        self._new_stream(idx)
+        if self.stream_weights_[idx] != old_weight:
+            self._set_weight_norm()
+        # else: same weights, same sum, same cdf: nothing to recompute
 
 
 class ShuffledMux(BaseMux):

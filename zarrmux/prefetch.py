@@ -18,14 +18,19 @@ from __future__ import annotations
 
 import collections
 import itertools
+import math
 import multiprocessing as mp
 import pickle
 import queue
+import random
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
+
+import numpy as np
 
 from . import core
 from .exceptions import PescadorError
@@ -177,7 +182,16 @@ def _run_streamer_into(streamer: Any, max_iter: Any, put: Callable[[Any], bool],
         put((_ERR, payload))
 
 
-def _process_main(payload: bytes, max_iter: Any, q: Any, stop: Any) -> None:
+def _global_random_states() -> tuple[Any, Any]:
+    """The states of the global generators ``numpy.random`` and ``random``."""
+    return np.random.get_state(), random.getstate()
+
+
+def _process_main(payload: bytes, max_iter: Any, q: Any, stop: Any, states: tuple[Any, Any] | None = None) -> None:
+    if states is not None:
+        # start where the parent's global generators are, as a forked child would
+        np.random.set_state(states[0])
+        random.setstate(states[1])
     streamer = pickle.loads(payload)
 
     def put(msg: Any) -> bool:
@@ -200,9 +214,18 @@ class Prefetcher(core.Streamer):
     streamer : Streamer or iterable
         What to run.  With ``method='process'`` it must be picklable (it is
         sent to a new process started with ``spawn``; no network ports).
+        The process starts from the parent's global random states
+        (``numpy.random``, ``random``) as they are when the iteration
+        starts, as a forked child would, so a stream that draws from them
+        (a mux with ``random_state=None``) yields what it would yield in the
+        parent.
     method : {'thread', 'process'}
     depth : int > 0
         Items buffered ahead of the consumer.
+    timeout : float > 0 or None
+        ``method='process'`` only: seconds to wait for the worker process to
+        stop once the consumer is done with it (it stops at its next item),
+        before terminating it; ``None`` waits as long as it takes.
 
     Notes
     -----
@@ -214,11 +237,18 @@ class Prefetcher(core.Streamer):
     ahead of a ``max_iter`` limit.
     """
 
-    def __init__(self, streamer: Any, *, method: str = "thread", depth: int = 4) -> None:
+    def __init__(
+        self, streamer: Any, *, method: str = "thread", depth: int = 4, timeout: float | None = None
+    ) -> None:
         if method not in ("thread", "process"):
             raise PescadorError(f"method={method!r} must be 'thread' or 'process'")
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise PescadorError(f"depth={depth!r} must be an integer >= 1")
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+                raise PescadorError(f"timeout={timeout!r} must be a number > 0 or None")
+            if method != "process":
+                raise PescadorError(f"timeout={timeout!r} applies to method='process' only (a thread cannot be stopped)")
         if not isinstance(streamer, core.Streamer):
             streamer = core.Streamer(streamer)
         if method == "process":
@@ -229,7 +259,11 @@ class Prefetcher(core.Streamer):
         self.source = streamer
         self.method = method
         self.depth = depth
-        super().__init__(_thread_items if method == "thread" else _process_items, streamer, depth)
+        self.timeout = timeout
+        if method == "thread":
+            super().__init__(_thread_items, streamer, depth)
+        else:
+            super().__init__(_process_items, streamer, depth, timeout)
 
 
 def _drain(get: Callable[[], Any]) -> Iterator[Any]:
@@ -271,12 +305,15 @@ def _thread_items(source: Any, depth: int) -> Iterator[Any]:
         t.join()
 
 
-def _process_items(source: Any, depth: int) -> Iterator[Any]:
+def _process_items(source: Any, depth: int, timeout: float | None = None) -> Iterator[Any]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue(maxsize=depth)
     stop = ctx.Event()
     proc = ctx.Process(
-        target=_process_main, args=(pickle.dumps(source), None, q, stop), name="zarrmux-prefetcher", daemon=True
+        target=_process_main,
+        args=(pickle.dumps(source), None, q, stop, _global_random_states()),
+        name="zarrmux-prefetcher",
+        daemon=True,
     )
     proc.start()
 
@@ -297,14 +334,19 @@ def _process_items(source: Any, depth: int) -> Iterator[Any]:
         yield from _drain(get)
     finally:
         stop.set()
-        # unblock a worker waiting on a full queue, then wait for it
-        proc.join(timeout=0.5)
+        # unblock a worker waiting on a full queue, then wait for it (up to `timeout`)
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        proc.join(timeout=min(0.5, timeout or 0.5))
         while proc.is_alive():
+            if time.monotonic() >= deadline:
+                proc.terminate()
+                proc.join()
+                break
             try:
                 while True:
                     q.get_nowait()
             except queue.Empty:
                 pass
-            proc.join(timeout=0.5)
+            proc.join(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
         q.close()
         q.join_thread()
