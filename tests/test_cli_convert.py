@@ -61,7 +61,9 @@ def test_convert_quiet_info_verify(src: Path, tmp_path: Path, capsys: pytest.Cap
     assert d["stored_bytes"] > 0 and d["ratio"] > 1
 
     assert main(["verify", str(dest), str(src)]) == 0
-    assert capsys.readouterr().out.strip().endswith(": ok")
+    assert capsys.readouterr().out.strip() == (
+        f"{dest}: ok, 3 entries checked ({total_rows:,} rows), 3 source entries compared"
+    )
 
 
 def test_verify_finds_corrupt_source_and_corrupt_stored_chunk(src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -147,8 +149,14 @@ def test_progress_bar_on_a_terminal_and_console_script(src: Path, tmp_path: Path
         os.close(master)
     assert proc.returncode == 0
     text = err.decode(errors="replace")
-    assert "convert" in text and "entries 3/3" in text and "B/s" in text
-    assert SUMMARY.match(proc.stdout.decode())
+    assert "convert" in text and "entries 3/3" in text and "MB/s" in text
+    summary = proc.stdout.decode()
+    assert SUMMARY.match(summary)
+    # the bar and the summary count the same units: entries, and source bytes in decimal MB
+    last = re.findall(r"([\d.]+)/([\d.]+) MB \[[^]]*MB/s, entries (\d+)/(\d+)\]", text)[-1]
+    mb_in = re.search(r"entries, \d+ rows, ([\d.]+) MB in", summary)
+    n_entries = SUMMARY.match(summary).group(1)  # type: ignore[union-attr]
+    assert mb_in and last[0] == last[1] == mb_in.group(1) and last[2] == last[3] == n_entries
 
 
 def test_unreachable_scheduler_is_a_clear_error(src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

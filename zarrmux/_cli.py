@@ -2,14 +2,20 @@
 
 Each subcommand lives in a small module of its own (``_cli_*.py``) exposing
 ``register(subparsers)``; this module only assembles them.
+
+Logging: while a command runs, records of the ``zarrmux`` logger go to stderr
+as ``zarrmux: warning: ...`` lines: warnings and errors always, ``info`` too
+with ``-v`` (``-vv``: debug) on commands that offer it
+(:func:`add_verbose_option`).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .version import version
 
@@ -30,15 +36,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_verbose_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``-v/--verbose`` (count) to a subcommand: ``-v`` shows the ``zarrmux`` logger's info on stderr."""
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0,
+        help="also show what zarrmux logs at info level on stderr (e.g. the codec --codec auto chose per key); "
+             "-vv: debug. Warnings are always shown",
+    )
+
+
+class _StderrHandler(logging.Handler):
+    """Writes ``zarrmux: <level>: <message>`` to the *current* ``sys.stderr`` (which tests may swap)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = f"zarrmux: {record.levelname.lower()}: {record.getMessage()}"
+            if record.exc_info:
+                text += "\n" + logging.Formatter().formatException(record.exc_info)
+            print(text, file=sys.stderr, flush=True)
+        except Exception:  # noqa: BLE001 - logging must never break the command
+            self.handleError(record)
+
+
+def log_to_stderr(verbose: int = 0) -> Callable[[], None]:
+    """Show the ``zarrmux`` logger on stderr: warnings, plus info (``verbose >= 1``) and debug (``>= 2``).
+
+    Returns a function that removes the handler and restores the logger's level.
+    """
+    logger = logging.getLogger("zarrmux")
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = _StderrHandler(level)
+    old_level = logger.level
+    if verbose > 0 or old_level == logging.NOTSET or old_level > logging.WARNING:
+        logger.setLevel(level)
+    logger.addHandler(handler)
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+    return restore
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``zarrmux`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    restore = log_to_stderr(int(getattr(args, "verbose", 0) or 0))
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("zarrmux: interrupted", file=sys.stderr)
         return 130
+    finally:
+        restore()
 
 
 if __name__ == "__main__":  # pragma: no cover

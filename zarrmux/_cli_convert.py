@@ -15,9 +15,12 @@ Exit codes (all three commands)::
          the message names host, pid and since when; --wait waits instead)
     8    I/O error on the corpus: out of space, file too large, EIO (the store stays
          valid: committed entries are kept, rerun to resume)
-    130  interrupted; committed entries are kept, rerun the command to resume
+    130  interrupted (Ctrl-C); committed entries are kept (the message says how many),
+         rerun the command to resume
 
 Failures are printed as one ``zarrmux: error: ...`` line, never a traceback.
+Warnings of the ``zarrmux`` logger are printed on stderr, and with ``-v`` its
+info too (e.g. the codec ``--codec auto`` chose per key and the lz4 ratio it measured).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import json
 import sys
 from typing import Any
 
+from ._cli import add_verbose_option
 from .exceptions import ConversionError, CorpusError, SchedulerError
 from .writer_lock import DestinationBusyError, StoreIOError  # imports no zarr
 
@@ -36,11 +40,20 @@ AUTO_MIN_SAVING = 0.25
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_STORE, EXIT_SKIPPED, EXIT_SCHEDULER = 0, 1, 2, 3, 4, 5, 6
 EXIT_BUSY, EXIT_IO = 7, 8
+EXIT_INTERRUPTED = 130
+#: entry naming rules (zarrmux.sources.NAME_RULES; not imported: the parser stays light)
+NAME_RULES = ("strict", "sanitize", "relative")
+_NAMES_HELP = (
+    "how entry names are derived from file names: 'strict' (default): as found, refusing odd characters "
+    "and names two files share; 'sanitize': odd characters become '_' ('Song 1 (live).npz' -> Song_1__live_); "
+    "'relative': the path relative to the common directory of the sources, sanitised ('a/x.npz', 'b/x.npz' -> "
+    "a/x, b/x). Names that still collide are refused. Use the same rule to rerun, append or verify"
+)
 
 _EPILOG = """exit codes: 0 ok; 1 verify mismatches; 2 usage error; 3 bad input (nothing partial left);
 4 destination is not a zarrmux corpus / damaged / incompatible; 5 converted but bad sources skipped;
 6 Dask scheduler unreachable; 7 destination busy (another convert is writing it); 8 I/O error
-(out of space: the store stays valid, rerun to resume); 130 interrupted"""
+(out of space: the store stays valid, rerun to resume); 130 interrupted (committed entries are kept)"""
 
 
 def _err(msg: str) -> None:
@@ -106,7 +119,9 @@ def register(subparsers: Any) -> None:
                    help="like --wait, but exit with code 7 after waiting SECONDS")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="'raise': stop at the first bad source (default); 'skip': list bad sources, convert the rest")
+    p.add_argument("--names", choices=NAME_RULES, default="strict", help=_NAMES_HELP)
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary line")
+    add_verbose_option(p)
     p.set_defaults(func=cmd_convert)
 
     p = subparsers.add_parser(
@@ -119,6 +134,10 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("store", metavar="STORE")
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    p.add_argument("--entries", action="store_true",
+                   help="also list every entry: name, rows and the source file(s) it was converted from "
+                        "(with --json: under \"entry_list\")")
+    add_verbose_option(p)
     p.set_defaults(func=cmd_info)
 
     p = subparsers.add_parser(
@@ -131,6 +150,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("store", metavar="STORE")
     p.add_argument("sources", nargs="*", metavar="SOURCE", help="the archives the corpus was converted from")
     p.add_argument("--group", default="suffix", metavar="RULE", help="NPY grouping rule, as for convert")
+    p.add_argument("--names", choices=NAME_RULES, default="strict",
+                   help="entry naming rule of the sources, as for convert (use the one the corpus was converted with)")
+    add_verbose_option(p)
     p.set_defaults(func=cmd_verify)
 
 
@@ -154,7 +176,7 @@ def _fail(exc: Exception) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .conversion import convert
+    from .conversion import ConversionInterrupted, convert
 
     show_bar = not args.quiet and sys.stderr.isatty()
     try:
@@ -173,7 +195,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
             progress=show_bar,
             group=args.group,
             wait=args.wait_timeout if args.wait_timeout is not None else args.wait,
+            names=args.names,
         )
+    except ConversionInterrupted as exc:
+        print(f"zarrmux: {exc}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     except _FAILURES as exc:
         return _fail(exc)
     for e in report.errors:
@@ -191,7 +217,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .verify import info
 
     try:
-        d = info(args.store)
+        d = info(args.store, entries=args.entries)
     except _FAILURES as exc:
         return _fail(exc)
     if args.json:
@@ -208,7 +234,21 @@ def cmd_info(args: argparse.Namespace) -> int:
             f" ({v['shard_bytes'] / 2**20:.1f} MiB), stored {v['stored_bytes'] / 1e6:.2f} MB, ratio {v['ratio']},"
             f" codec {_codec_name(v['codec'], v['level'])}{measured}"
         )
+    if args.entries:
+        _print_entries(d["entry_list"])
     return EXIT_OK
+
+
+def _print_entries(entries: list[dict[str, Any]]) -> None:
+    """``info --entries``: one line per entry, aligned columns: name, rows, source."""
+    if not entries:
+        print("  no entries")
+        return
+    wn = max(4, *(len(e["name"]) for e in entries))
+    wr = max(4, *(len(str(e["rows"])) for e in entries))
+    print(f"  {'name':<{wn}}  {'rows':>{wr}}  source")
+    for e in entries:
+        print(f"  {e['name']:<{wn}}  {e['rows']:>{wr}}  {e['source'] or '-'}")
 
 
 def _codec_name(codec: str, level: int | None) -> str:
@@ -231,13 +271,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
     try:
-        problems = verify(args.store, args.sources or None, group=args.group)
+        problems = verify(args.store, args.sources or None, group=args.group, names=args.names)
     except _FAILURES as exc:
         return _fail(exc)
     for m in problems:
         print(f"MISMATCH {m}")
     if problems:
-        print(f"{len(problems)} mismatch(es) in {args.store}", file=sys.stderr)
+        print(problems.summary(args.store), file=sys.stderr)
         return EXIT_MISMATCH
-    print(f"{args.store}: ok")
+    print(problems.summary(args.store))
     return EXIT_OK

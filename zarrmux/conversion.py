@@ -39,6 +39,9 @@ One writer, atomic creation, clean failures
   gone (even ``kill -9``) they exit at once, and the forkserver and the
   resource tracker follow (``_worker_init``).  They share the writer lock,
   so a new writer never overlaps an orphaned worker.
+* Ctrl-C (``KeyboardInterrupt``): units already finished are committed, the
+  rest dropped, and :class:`ConversionInterrupted` (a ``KeyboardInterrupt``)
+  says how many entries were committed and kept; rerunning resumes.
 * An ``OSError`` on the corpus (out of space, file size limit, EIO) becomes
   :class:`~zarrmux.writer_lock.StoreIOError` (exit code 8) after the
   uncommitted data is dropped: the store stays valid, rerun to resume.
@@ -63,6 +66,7 @@ from __future__ import annotations
 
 import errno
 import glob
+import logging
 import math
 import os
 import shutil
@@ -91,7 +95,11 @@ __all__ = [
     "EXIT_CODES",
     "StoreIOError",
     "DestinationBusyError",
+    "ConversionInterrupted",
 ]
+
+#: the ``zarrmux`` logger: ``codec='auto'`` logs the codec it chose per key at INFO
+log = logging.getLogger("zarrmux")
 
 #: documented exit codes of ``zarrmux convert`` / ``info`` / ``verify``
 EXIT_CODES = {
@@ -138,13 +146,18 @@ class ConversionReport:
     codecs: dict[str, str] = field(default_factory=dict)
     #: lz4 ratios (raw / compressed) measured by ``codec='auto'`` in this run, per key
     lz4_ratios: dict[str, float] = field(default_factory=dict)
+    #: entries this run set out to convert (new or replaced; the rest were unchanged or bad)
+    planned: int = 0
 
     @property
     def mb_per_s(self) -> float:
         return self.bytes_read / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
-        """One line: entries, rows, bytes in and out, seconds, MB/s."""
+        """One line: entries, rows, bytes in and out, seconds, MB/s.
+
+        Bytes are decimal megabytes (1 MB = 10**6 bytes), as on the progress bar.
+        """
         s = (
             f"converted {self.entries} entries, {self.rows} rows, "
             f"{self.bytes_read / 1e6:.1f} MB in, {self.bytes_written / 1e6:.1f} MB out, "
@@ -155,6 +168,32 @@ class ConversionReport:
         if self.errors:
             s += f"; {len(self.errors)} bad sources skipped"
         return s + f" -> {self.dest} ({self.total_entries} entries)"
+
+
+class ConversionInterrupted(KeyboardInterrupt):
+    """:func:`convert` was interrupted (Ctrl-C): a :class:`KeyboardInterrupt` that says what was kept.
+
+    Units finished before the interrupt are committed, the rest dropped; the
+    store stays valid and rerunning the same conversion resumes.
+    """
+
+    def __init__(self, dest: str, converted: int, planned: int, committed: int | None) -> None:
+        super().__init__(dest, converted, planned, committed)
+        self.dest = dest
+        self.converted = converted  #: entries this run committed before the interrupt
+        self.planned = planned  #: entries this run set out to convert
+        self.committed = committed  #: committed entries of the corpus now (``None``: none there)
+
+    def __str__(self) -> str:
+        if self.planned:
+            done = f"interrupted: {self.converted} of the {self.planned} entries to convert were committed"
+        else:
+            done = "interrupted before converting any entry"
+        held = (
+            f"{self.dest} holds {self.committed} entries, each complete" if self.committed is not None
+            else f"nothing was written to {self.dest}"
+        )
+        return f"{done}; {held}; rerun the same command to resume (entries already converted are skipped)"
 
 
 @dataclass(frozen=True)
@@ -485,11 +524,24 @@ def _choose_codecs(
         if codec != layout.AUTO:
             out[k] = replace(spec, codec=codec, lz4_ratio=None)
             continue
-        ratio = layout.measure_lz4_ratio(_sample_key(entries, k), spec.chunk_rows * spec.row_bytes, level)
-        out[k] = replace(
-            spec, codec=layout.auto_codec(ratio), lz4_ratio=None if ratio is None else round(ratio, 4)
-        )
+        sample = _sample_key(entries, k)
+        ratio = layout.measure_lz4_ratio(sample, spec.chunk_rows * spec.row_bytes, level)
+        chosen = layout.auto_codec(ratio)
+        out[k] = replace(spec, codec=chosen, lz4_ratio=None if ratio is None else round(ratio, 4))
+        if ratio is None:
+            log.info("codec auto: key %r -> %s (no sample could be read to measure lz4)", k, chosen)
+        else:
+            log.info(
+                "codec auto: key %r -> %s (blosc-lz4 ratio %.2f on a %d-byte sample: saves %.0f%%, %s %.0f%%)",
+                k, chosen, ratio, sum(b.nbytes for b in sample), 100 * (1 - 1 / ratio),
+                "under" if chosen == "none" else "at least", 100 * layout.AUTO_MIN_SAVING,
+            )
     return out
+
+
+#: the progress bar: source bytes read in decimal MB (``12.3/45.6 MB``, ``MB/s``) and entries
+#: (``entries 3/10``), the units of the summary line (:meth:`ConversionReport.summary`)
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} MB [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 
 
 class _Progress:
@@ -504,7 +556,11 @@ class _Progress:
         if progress is True:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=n_bytes, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, desc="convert", dynamic_ncols=True)
+            # decimal MB, as the summary line (ConversionReport.summary); entries in the postfix
+            self.bar = tqdm(
+                total=n_bytes, unit="MB", unit_scale=1e-6, file=sys.stderr, desc="convert",
+                dynamic_ncols=True, bar_format=BAR_FORMAT,
+            )
             self.bar.set_postfix_str(f"entries 0/{n_entries}")
         elif callable(progress):
             self.fn = progress
@@ -624,6 +680,7 @@ def convert(
     unit_rows: int | None = None,
     commit_every: float = 1.0,
     wait: bool | float = False,
+    names: str = "strict",
 ) -> ConversionReport:
     """Convert NPZ/NPY ``sources`` into (or append them to) the corpus at ``dest``.
 
@@ -688,6 +745,16 @@ def convert(
         ``True`` waits until it is done (a line on stderr says for whom);
         a number waits at most that many seconds.  A lock left by a killed
         writer is free at once.  Readers are never blocked.
+    names : {'strict', 'sanitize', 'relative'}
+        How entry names are derived from file names (:mod:`zarrmux.sources`,
+        "Names"): ``'strict'`` (default) refuses names with odd characters and
+        names two files share; ``'sanitize'`` replaces odd characters with
+        ``_`` (``"Song 1 (live).npz"`` -> ``Song_1__live_``); ``'relative'``
+        names entries after their path relative to the common directory of
+        the sources (``a/x.npz``, ``b/x.npz`` -> ``a/x``, ``b/x``).  Names that
+        still collide are refused, never merged.  Use the same rule when
+        rerunning or appending.  Each entry's source path is kept in the
+        index (``zarrmux info --entries``).
 
     Returns
     -------
@@ -706,6 +773,9 @@ def convert(
         :class:`CorpusError`); committed entries are kept, rerun to resume.
     ValueError
         A bad option value (named in the message).
+    ConversionInterrupted
+        Ctrl-C (a :class:`KeyboardInterrupt`): finished units are committed,
+        the message says how many entries are kept; rerun to resume.
     """
     t0 = time.perf_counter()
     dest = os.fspath(dest)
@@ -717,6 +787,10 @@ def convert(
         raise ValueError(f"on_error={on_error!r} must be 'raise' or 'skip'")
     if codec != layout.AUTO and codec not in layout.CODECS:
         raise ValueError(f"codec={codec!r} is not one of {(layout.AUTO, *layout.CODECS)}")
+    from .sources import NAME_RULES
+
+    if names not in NAME_RULES:
+        raise ValueError(f"names={names!r} is not one of {NAME_RULES}")
     for pname, pval in (("chunk_rows", chunk_rows), ("shard_rows", shard_rows), ("workers", workers), ("unit_rows", unit_rows)):
         if pval is not None and (not isinstance(pval, (int, np.integer)) or pval < 1):
             raise ValueError(f"{pname}={pval!r} must be an integer > 0")
@@ -727,17 +801,34 @@ def convert(
         if not keys:
             raise ValueError("keys=[] selects nothing")
     workers = int(workers or os.cpu_count() or 1)
-    with WriterLock(dest, wait=wait, notify=_notify) as lock:
-        try:
-            return _convert_locked(
-                sources, dest, keys=keys, chunk_rows=chunk_rows, shard_rows=shard_rows, codec=codec, level=level,
-                workers=workers, scheduler=scheduler, overwrite=overwrite, on_error=on_error, progress=progress,
-                group=group, unit_rows=unit_rows, commit_every=commit_every, t0=t0, lock=lock,
-            )
-        except OSError as exc:  # the destination (sources' I/O errors are SourceErrors): out of space, EIO, ...
-            if isinstance(exc, PescadorError):  # SchedulerError is a ConnectionError: keep it
-                raise
-            raise _io_error(dest, exc) from None
+    report = ConversionReport(dest=dest, workers=workers)
+    try:
+        with WriterLock(dest, wait=wait, notify=_notify) as lock:
+            try:
+                return _convert_locked(
+                    sources, dest, keys=keys, chunk_rows=chunk_rows, shard_rows=shard_rows, codec=codec, level=level,
+                    workers=workers, scheduler=scheduler, overwrite=overwrite, on_error=on_error, progress=progress,
+                    group=group, unit_rows=unit_rows, commit_every=commit_every, t0=t0, lock=lock, names=names,
+                    report=report,
+                )
+            except OSError as exc:  # the destination (sources' I/O errors are SourceErrors): out of space, EIO, ...
+                if isinstance(exc, PescadorError):  # SchedulerError is a ConnectionError: keep it
+                    raise
+                raise _io_error(dest, exc) from None
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, ConversionInterrupted):
+            raise
+        raise ConversionInterrupted(dest, report.entries, report.planned, _committed_entries(dest)) from exc
+
+
+def _committed_entries(dest: str) -> int | None:
+    """Committed entries of the corpus at ``dest`` (``None``: no corpus there, or it cannot be read)."""
+    try:
+        if _is_local(dest) and not os.path.isdir(dest):
+            return None
+        return layout.read_meta(zarr.open_group(dest, mode="r")).n_entries
+    except Exception:  # noqa: BLE001 - only for a message
+        return None
 
 
 def _notify(message: str) -> None:
@@ -772,12 +863,12 @@ def _convert_locked(
     commit_every: float,
     t0: float,
     lock: WriterLock,
+    names: str,
+    report: ConversionReport,
 ) -> ConversionReport:
-    """The body of :func:`convert`, run while holding the destination's writer lock."""
-    report = ConversionReport(dest=dest, workers=workers)
-
+    """The body of :func:`convert`, run while holding the destination's writer lock; fills ``report``."""
     # ---- scan: headers only, nothing is written yet
-    grouped, errs = discover(sources, group=group, on_error=on_error)
+    grouped, errs = discover(sources, group=group, on_error=on_error, names=names)
     entries, errs2 = scan(grouped, keys=keys, on_error=on_error)
     errors: list[SourceError] = [*errs, *errs2]
 
@@ -838,12 +929,24 @@ def _convert_locked(
             ) from None
         pos = {str(n): i for i, n in enumerate(index["name"])}
         folded = {str(n).casefold(): str(n) for n in index["name"]}
+        by_source = {str(src): str(n) for n, src in zip(index["name"], index["source"]) if str(src)}
         for e in valid:
             i = pos.get(e.name)
             if i is None:
                 other = folded.get(e.name.casefold())
+                stored_as = by_source.get(e.source)
+                if stored_as is not None and other is None:
+                    bad(SourceError(
+                        e.where, f"entry {e.name!r}: this source is already in {dest} as entry {stored_as!r} "
+                        "(converted with another naming rule?); rerun with the --names rule (Python: names=) the "
+                        "corpus was converted with"
+                    ))
+                    continue
                 if other is not None:
-                    bad(SourceError(e.where, f"entry name {e.name!r} differs only by case from {other!r} already in {dest}"))
+                    bad(SourceError(
+                        e.where, f"entry name {e.name!r} differs only by case from {other!r} already in {dest}; "
+                        "rename the file, or use --names relative (Python: names='relative') to name entries after their path"
+                    ))
                     continue
                 todo.append(e)
                 continue
@@ -857,6 +960,7 @@ def _convert_locked(
     else:
         todo = valid
     report.errors = [str(e) for e in errors]
+    report.planned = len(todo)
 
     created = False
     if todo:

@@ -33,6 +33,38 @@ member named ``zarr.json.npy`` cannot overwrite the corpus metadata.  Two
 entries whose names differ only by case are rejected too (they would collide
 on case-insensitive file systems).
 
+How entry names are derived from file names is the *naming rule*
+(``names=``, :data:`NAME_RULES`; ``zarrmux convert --names``):
+
+``"strict"`` (default)
+    The name as found (file name without ``.npz``, or the grouping rule's
+    ``entry``); a name with odd characters, or two files giving one name,
+    is refused, and the message says which rule would fix it.
+``"sanitize"``
+    The same name with every odd character replaced by ``_``
+    (:func:`sanitize_entry_name`: ``"Song 1 (live)"`` -> ``"Song_1__live_"``;
+    a component's leading ``.`` or ``-`` becomes ``_``, so ``..`` is ``_.``;
+    empty and ``.`` components are dropped, so no name is absolute).  Valid
+    names are unchanged.
+``"relative"``
+    The file's path relative to the *root* of the sources, sanitised per
+    component and keeping ``/``: ``a/x.npz`` and ``b/x.npz`` become ``a/x``
+    and ``b/x``.  The root is the common directory of the source arguments
+    (a directory itself, a file's directory, a glob's directory before its
+    first wildcard), so rerunning the same command gives the same names.
+    NPY files: the grouping rule is searched in that relative path, and the
+    name is the directories above what it matched, then its ``entry``
+    (``a/song1_X.npy`` -> ``a/song1``).
+
+Whatever the rule, a derived name is checked like any other, and names that
+collide (also after sanitising, also ignoring case) are refused, never
+merged: two files whose names sanitise to one name are an error even when
+they would otherwise form one NPY entry (and :func:`zarrmux.convert`
+refuses a source already stored under another name, e.g. by another rule).
+Explicit names (``(name, path)`` pairs) are used as given and checked.
+Every entry's original source path is kept in the corpus index
+(``index/source``, :attr:`SourceEntry.source`).
+
 Reading
 -------
 Headers are parsed with :mod:`numpy.lib.format` without reading data; row
@@ -81,8 +113,10 @@ __all__ = [
     "Member",
     "SourceEntry",
     "SourceError",
+    "NAME_RULES",
     "check_entry_name",
     "check_key_name",
+    "sanitize_entry_name",
     "discover",
     "scan",
     "read_header",
@@ -119,22 +153,68 @@ class SourceError(ConversionError):
         return (type(self), (self.path, self.problem))
 
 
-def check_entry_name(name: str, path: str = "<name>") -> str:
-    """``name`` if it is a safe entry name, else :class:`SourceError` naming ``path``."""
+#: how entry names are derived from file names (``names=``; see "Names" above)
+NAME_RULES = ("strict", "sanitize", "relative")
+#: what a refused derived name's message suggests
+SANITIZE_HINT = "use --names sanitize (Python: names='sanitize') to replace odd characters with '_'"
+RELATIVE_HINT = (
+    "use --names relative (Python: names='relative') to name entries after their path relative to the "
+    "sources' common directory (a/x.npz -> 'a/x'), or rename one of the files"
+)
+_ODD_CHAR = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+def check_entry_name(name: str, path: str = "<name>", hint: str | None = SANITIZE_HINT) -> str:
+    """``name`` if it is a safe entry name, else :class:`SourceError` naming ``path``.
+
+    ``hint`` is appended to the message (default: which naming rule derives a
+    safe name); ``None`` leaves it out.
+    """
+    tail = f"; {hint}" if hint else ""
     if not isinstance(name, str) or not name:
-        raise SourceError(path, f"empty entry name {name!r}")
+        raise SourceError(path, f"empty entry name {name!r}{tail}")
     if len(name) > MAX_NAME:
-        raise SourceError(path, f"entry name {name[:40]!r}... is longer than {MAX_NAME} characters")
+        raise SourceError(path, f"entry name {name[:40]!r}... is longer than {MAX_NAME} characters{tail}")
     if name.startswith("/") or re.match(r"[A-Za-z]:[\\/]", name):
-        raise SourceError(path, f"entry name {name!r} is an absolute path")
+        raise SourceError(path, f"entry name {name!r} is an absolute path{tail}")
     for part in name.split("/"):
         if part in ("", ".", ".."):
-            raise SourceError(path, f"entry name {name!r} would escape the store (component {part!r})")
+            raise SourceError(path, f"entry name {name!r} would escape the store (component {part!r}){tail}")
         if not _COMPONENT.match(part):
             raise SourceError(
-                path, f"entry name {name!r} has odd characters (allowed: letters, digits, '_', '.', '-', and '/' between parts)"
+                path,
+                f"entry name {name!r} has odd characters (allowed: letters, digits, '_', '.', '-', and '/' between parts){tail}",
             )
     return name
+
+
+def _sanitize_component(part: str) -> str:
+    part = _ODD_CHAR.sub("_", part)
+    if part and not _COMPONENT.match(part[0]):  # a leading '.' or '-': '..' -> '_.', '.x' -> '_x'
+        part = "_" + part[1:]
+    return part
+
+
+def sanitize_entry_name(name: str) -> str:
+    """A safe entry name made from ``name`` (the ``names='sanitize'`` rule); valid names are unchanged.
+
+    Every character other than ``[A-Za-z0-9_.-]`` and ``/`` becomes ``_``
+    (one ``_`` per character, so ``"Song 1 (live)"`` -> ``"Song_1__live_"``),
+    a component's leading ``.`` or ``-`` becomes ``_`` (``..`` -> ``_.``),
+    empty and ``.`` components are dropped (``/abs/x`` -> ``abs/x``), an
+    empty result is ``_``, and a name longer than :data:`MAX_NAME` is cut,
+    ending with 8 hex digits of its SHA-1.  The result always passes
+    :func:`check_entry_name`; different names may give the same result
+    (the caller refuses such collisions).
+    """
+    parts = [_sanitize_component(p) for p in str(name).split("/") if p not in ("", ".")]
+    out = "/".join(p for p in parts if p) or "_"
+    if len(out) > MAX_NAME:
+        import hashlib
+
+        digest = hashlib.sha1(str(name).encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        out = out[: MAX_NAME - 9].rstrip("/") + "_" + digest
+    return out
 
 
 def check_key_name(key: str, path: str = "<key>") -> str:
@@ -260,23 +340,65 @@ def _group_regex(group: str) -> re.Pattern[str]:
     return rx
 
 
+def _source_root(source: Any) -> str | None:
+    """The directory a source argument names files under (``names='relative'``); ``None`` for a ``(name, path)`` pair."""
+    if isinstance(source, tuple):
+        return None
+    s = os.fspath(source)
+    if os.path.isdir(s):
+        return os.path.abspath(s)
+    if not os.path.exists(s) and _GLOB_CHARS.search(s):
+        parts = Path(s).parts
+        fixed = next(i for i, part in enumerate(parts) if _GLOB_CHARS.search(part))
+        return os.path.abspath(os.path.join(*parts[:fixed]) if fixed else ".")
+    return os.path.dirname(os.path.abspath(s))
+
+
+def _relative_root(sources: Sequence[Any]) -> str | None:
+    """The common directory of the source arguments (``names='relative'``)."""
+    roots = [r for r in (_source_root(src) for src in sources) if r is not None]
+    if not roots:
+        return None
+    try:
+        return os.path.commonpath(roots)
+    except ValueError:  # pragma: no cover - different drives (Windows)
+        return None
+
+
+def _relative_posix(path: str, root: str | None) -> str:
+    """``path`` relative to ``root`` (``/`` separators); the file name alone if it is not under ``root``."""
+    if root is not None:
+        rel = os.path.relpath(os.path.abspath(path), root)
+        if rel != ".." and not rel.startswith(".." + os.sep):
+            return Path(rel).as_posix()
+    return Path(path).name
+
+
 def discover(
     sources: Sequence[Any] | str | os.PathLike[str],
     *,
     group: str = "suffix",
     on_error: str = "raise",
+    names: str = "strict",
 ) -> tuple[list[tuple[str, list[tuple[str | None, str]]]], list[SourceError]]:
     """Expand ``sources`` and group files into named entries, in source order.
 
     Returns ``([(entry_name, [(key_or_None, path), ...]), ...], errors)``; NPZ
-    entries have one ``(None, path)`` item.  Names are checked
-    (:func:`check_entry_name`) and must be unique, also ignoring case.
-    With ``on_error='raise'`` the first problem raises :class:`SourceError`;
-    with ``'skip'`` problems are returned and the offending files left out.
+    entries have one ``(None, path)`` item.  Names are derived by the naming
+    rule ``names`` (:data:`NAME_RULES`: ``'strict'``, ``'sanitize'``,
+    ``'relative'``; see the module docstring), checked
+    (:func:`check_entry_name`) and must be unique, also ignoring case and
+    after sanitising.  With ``on_error='raise'`` the first problem raises
+    :class:`SourceError`; with ``'skip'`` problems are returned and the
+    offending files left out.
     """
+    if names not in NAME_RULES:
+        raise ValueError(f"names={names!r} is not one of {NAME_RULES}")
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     rx = _group_regex(group)
+    root = _relative_root(sources) if names == "relative" else None
+    collide_hint = RELATIVE_HINT if names != "relative" else "rename one of the files"
     errors: list[SourceError] = []
 
     def fail(err: SourceError) -> None:
@@ -286,6 +408,7 @@ def discover(
 
     groups: dict[str, list[tuple[str | None, str]]] = {}
     origin: dict[str, str] = {}
+    raw_of: dict[str, str] = {}  # entry name -> the name before sanitising (NPY files group by it)
     folded: dict[str, str] = {}
     seen_files: set[str] = set()
     for src in sources:
@@ -299,34 +422,51 @@ def discover(
             if real in seen_files:
                 continue  # the same file named twice (e.g. a dir and a glob): once
             seen_files.add(real)
-            posix = Path(path).as_posix()
+            posix = _relative_posix(path, root) if names == "relative" and explicit is None else Path(path).as_posix()
             key: str | None = None
             try:
                 if path.endswith(".npy"):
                     m = rx.search(posix)
                     if m is None:
                         raise SourceError(path, f"NPY file name does not match the grouping rule {group!r} ({rx.pattern})")
-                    name = explicit if explicit is not None else m.group("entry")
+                    raw = m.group("entry")
+                    if names == "relative":
+                        head = posix[: m.start()].strip("/")
+                        raw = f"{head}/{raw}" if head else raw
                     key = check_key_name(m.group("key"), path)
+                elif path.endswith(".npz"):
+                    raw = posix.rsplit("/", 1)[-1][:-4] if names != "relative" else posix[:-4]
                 else:
-                    name = explicit if explicit is not None else Path(path).name.rsplit(".", 1)[0] if path.endswith(".npz") else Path(path).name
-                check_entry_name(name, path)
+                    raw = posix.rsplit("/", 1)[-1] if names != "relative" else posix
+                if explicit is not None:
+                    name = raw = explicit
+                    check_entry_name(name, path, hint="choose another name")
+                elif names == "strict":
+                    name = check_entry_name(raw, path)
+                else:
+                    name = check_entry_name(sanitize_entry_name(raw), path, hint=None)
+                shown = repr(name) if raw == name else f"{name!r} (from {raw!r})"
                 if name in groups:
-                    if key is None or groups[name][0][0] is None:
-                        raise SourceError(path, f"entry name {name!r} collides with {origin[name]}")
+                    if key is None or groups[name][0][0] is None or raw_of[name] != raw:
+                        other = origin[name] + (f" (named {name!r} from {raw_of[name]!r})" if raw_of[name] != name else "")
+                        raise SourceError(path, f"entry name {shown} collides with {other}; {collide_hint}")
                     if any(k == key for k, _ in groups[name]):
-                        raise SourceError(path, f"entry {name!r} has key {key!r} twice (also {origin[name]})")
+                        raise SourceError(path, f"entry {name!r} has key {key!r} twice (also {origin[name]}); {collide_hint}")
                     groups[name].append((key, path))
                     continue
                 low = name.casefold()
                 if low in folded:
                     other = folded[low]
-                    raise SourceError(path, f"entry name {name!r} differs only by case from {other!r} ({origin[other]})")
+                    was = f", from {raw_of[other]!r}" if raw_of[other] != other else ""
+                    raise SourceError(
+                        path, f"entry name {shown} differs only by case from {other!r} ({origin[other]}{was}); {collide_hint}"
+                    )
             except SourceError as err:
                 fail(err)
                 continue
             folded[low] = name
             origin[name] = path
+            raw_of[name] = raw
             groups[name] = [(key, path)]
     return list(groups.items()), errors
 

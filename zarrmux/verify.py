@@ -22,7 +22,7 @@ from . import layout
 from .exceptions import CorpusError
 from .sources import SourceError, discover, scan, source_checksum
 
-__all__ = ["info", "verify", "Mismatch", "open_store"]
+__all__ = ["info", "verify", "Mismatch", "VerifyReport", "open_store"]
 
 
 def open_store(store: Any, mode: str = "r") -> zarr.Group:
@@ -72,8 +72,13 @@ def _read_index(root: zarr.Group, meta: layout.CorpusMeta, arrays: dict[str, Any
     return (None if problems else idx), problems
 
 
-def info(store: Any) -> dict[str, Any]:
+def info(store: Any, *, entries: bool = False) -> dict[str, Any]:
     """A summary of the corpus: entries, rows, keys (dtype, shape, chunking, codec), bytes, ratios.
+
+    With ``entries=True`` it also lists every entry, in index order, under
+    ``"entry_list"``: ``{"name", "rows", "start", "source"}`` each, where
+    ``source`` is the file(s) the entry was converted from (absolute paths,
+    ``;``-separated; ``None`` when the index records none).
 
     ``stored_bytes`` counts every object under each array (data and index);
     ``ratio`` is decoded entry bytes / stored data bytes.  Each key has its
@@ -132,7 +137,15 @@ def info(store: Any) -> dict[str, Any]:
         "stored_bytes": data_stored + index_stored,
         "index_bytes": index_stored,
         "ratio": round(decoded / data_stored, 3) if data_stored else None,
-    }
+    } | ({"entry_list": _entry_list(idx)} if entries else {})
+
+
+def _entry_list(idx: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Every committed entry: name, rows, start row and source (``None`` if not recorded)."""
+    return [
+        {"name": str(n), "rows": int(r), "start": int(st), "source": str(src) or None}
+        for n, r, st, src in zip(idx["name"], idx["rows"], idx["start"], idx["source"])
+    ]
 
 
 def _corpus_level(meta: layout.CorpusMeta) -> int | None:
@@ -185,31 +198,65 @@ class _ReadError(Exception):
     pass
 
 
-def verify(store: Any, sources: Sequence[Any] | None = None, *, keys: Sequence[str] | None = None, group: str = "suffix") -> list[Mismatch]:
-    """Check a corpus; returns every mismatch found (empty: all good).
+class VerifyReport(list):  # type: list[Mismatch]
+    """What :func:`verify` returns: the list of :class:`Mismatch` (empty: all good), with counts.
+
+    It is a plain list of mismatches (``verify(...) == []`` holds for a good
+    corpus) that also says what was checked.
+    """
+
+    #: entries whose stored data was checked against its checksum
+    entries: int = 0
+    #: rows of those entries
+    rows: int = 0
+    #: source entries compared with the corpus (``sources=``; 0 without)
+    sources: int = 0
+
+    def summary(self, store: Any) -> str:
+        """One line: ``STORE: ok, 3 entries checked (1,234 rows)[, 3 sources compared]`` or the mismatch count."""
+        checked = f"{self.entries} entries checked ({self.rows:,} rows)"
+        if self.sources:
+            checked += f", {self.sources} source entries compared"
+        if not self:
+            return f"{store}: ok, {checked}"
+        return f"{store}: {len(self)} mismatch(es); {checked}"
+
+
+def verify(
+    store: Any,
+    sources: Sequence[Any] | None = None,
+    *,
+    keys: Sequence[str] | None = None,
+    group: str = "suffix",
+    names: str = "strict",
+) -> VerifyReport:
+    """Check a corpus; returns every mismatch found (empty: all good) as a :class:`VerifyReport`.
 
     Without ``sources``: the index is consistent (names unique, row ranges
     inside the arrays and not overlapping) and every entry's stored data
     decodes and has the checksum recorded at conversion.  With ``sources``
-    (as for :func:`zarrmux.convert`): additionally, every source entry is in
-    the corpus and its data's checksum equals the stored checksum.
+    (as for :func:`zarrmux.convert`, with the same ``group`` and ``names``
+    rules): additionally, every source entry is in the corpus and its data's
+    checksum equals the stored checksum.  The report's ``entries``,
+    ``rows`` and ``sources`` say how much was checked.
     """
     root = open_store(store)
     meta = layout.read_meta(root)
     arrays = layout.open_parts(root, meta, check=False)
-    out: list[Mismatch] = []
+    out = VerifyReport()
     for k in meta.keys:
         problem = layout.array_disagreement(arrays[k], meta, k)
         if problem:
             out.append(Mismatch(f"{k}/zarr.json", problem))
     idx, problems = _read_index(root, meta, arrays)
     if idx is None:
-        return out + [Mismatch(f"{layout.INDEX_GROUP}", p) for p in problems]
+        out.extend(Mismatch(f"{layout.INDEX_GROUP}", p) for p in problems)
+        return out
     shapes = {k: arrays[k].shape[0] for k in meta.keys}
-    names = [str(n) for n in idx["name"]]
+    entry_names = [str(n) for n in idx["name"]]
     seen: dict[str, int] = {}
     spans = []
-    for i, name in enumerate(names):
+    for i, name in enumerate(entry_names):
         if name in seen:
             out.append(Mismatch(name, f"duplicate name (index rows {seen[name]} and {i})"))
         seen[name] = i
@@ -223,11 +270,18 @@ def verify(store: Any, sources: Sequence[Any] | None = None, *, keys: Sequence[s
         if s1 < e0:
             out.append(Mismatch(n1, f"rows [{s1}, {e1}) overlap entry {n0!r} [{s0}, {e0})"))
     if sources is not None:
-        grouped, _ = discover(sources, group=group)
+        grouped, _ = discover(sources, group=group, names=names)
         src_entries, _ = scan(grouped, keys=keys if keys is not None else list(meta.keys), on_error="raise")
+        out.sources = len(src_entries)
+        by_source = {str(src): entry_names[i] for i, src in enumerate(idx["source"]) if str(src)}
         for e in src_entries:
             if e.name not in seen:
-                out.append(Mismatch(e.name, f"in the sources ({e.where}) but not in the corpus"))
+                other = by_source.get(e.source)
+                hint = (
+                    f" (the corpus holds this source as entry {other!r}: pass the --names / names= rule it was converted with)"
+                    if other is not None else ""
+                )
+                out.append(Mismatch(e.name, f"in the sources ({e.where}) but not in the corpus{hint}"))
                 continue
             try:
                 got = source_checksum(e)
@@ -237,10 +291,12 @@ def verify(store: Any, sources: Sequence[Any] | None = None, *, keys: Sequence[s
             want = str(idx["checksum"][seen[e.name]])
             if got != want:
                 out.append(Mismatch(e.name, f"source {e.where} differs from the converted data (checksum {got[:20]}... != {want[:20]}...)"))
-    for i, name in enumerate(names):
+    for i, name in enumerate(entry_names):
         start, rows = int(idx["start"][i]), int(idx["rows"][i])
         if any(m.entry == name and "outside" in m.problem for m in out):
             continue
+        out.entries += 1
+        out.rows += rows
         try:
             got = _stored_checksum(arrays, meta, start, rows)
         except _ReadError as exc:
