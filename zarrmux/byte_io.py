@@ -8,10 +8,16 @@ whole batch of them to one ``read_many`` call, which returns the bytes (or
 * :class:`LocalIO` (a ``LocalStore``): slices of memory-mapped files (no
   system call, no copy per read); it also maps whole files for
   :mod:`zarrmux.exact_windows`.
-* :class:`StoreIO` (any other zarr store): ``store.get(..., byte_range=...)``
-  on zarr's event loop, at most ``async.concurrency`` requests in flight.
+* :class:`StoreIO` (any other zarr store, fsspec URLs included):
+  ``store.get(..., byte_range=...)`` on zarr's event loop.
 * :class:`ObstoreIO` (a ``zarr.storage.ObjectStore``): one
   ``obstore.get_ranges`` call per object, outside the GIL.
+
+The two remote readers send their requests through
+:class:`zarrmux.remote_io.Requests` (a ramping limit of requests in flight,
+retries with backoff, a timeout naming the URL, counters in ``io.stats``,
+``close()`` interrupting what is in flight) and read servers that ignore
+Range as whole objects, once per process (:mod:`zarrmux.remote_io`).
 
 :func:`make_io` picks the fastest for a store.
 """
@@ -23,14 +29,21 @@ import mmap
 import os
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _forksafe
+from .remote_io import (
+    WHOLE_OBJECTS,
+    RangeNotSupported,
+    RemoteConfig,
+    Requests,
+    warn_rangeless,
+)
 
-__all__ = ["ByteRequest", "LocalIO", "StoreIO", "ObstoreIO", "make_io", "coalesce", "bounded"]
+__all__ = ["ByteRequest", "LocalIO", "ObstoreIO", "StoreIO", "coalesce", "make_io"]
 
 
 class ByteRequest(NamedTuple):
@@ -128,9 +141,14 @@ class LocalIO:
         return out
 
 
-def coalesce(ranges: list[tuple[int, int, int]], gap: int) -> list[tuple[int, int, list[tuple[int, int, int]]]]:
+def coalesce(
+    ranges: list[tuple[int, int, int]], gap: int, waste: float | None = None
+) -> list[tuple[int, int, list[tuple[int, int, int]]]]:
     """Merge ``(start, length, tag)`` ranges of one object lying within ``gap`` bytes of each other.
 
+    With ``waste``, a range joins the run before it only if the gap between
+    them is at most ``waste`` times its own length: the bytes fetched then
+    stay within ``1 + waste`` times the bytes asked for.
     Returns ``(start, stop, members)`` runs, in order.
     """
     ranges = sorted(ranges)
@@ -140,51 +158,73 @@ def coalesce(ranges: list[tuple[int, int, int]], gap: int) -> list[tuple[int, in
         lo, ln, _ = ranges[j]
         hi = lo + ln
         k = j + 1
-        while k < len(ranges) and ranges[k][0] <= hi + gap:
-            hi = max(hi, ranges[k][0] + ranges[k][1])
+        while k < len(ranges):
+            s, n = ranges[k][0], ranges[k][1]
+            if s > hi + (gap if waste is None else min(gap, int(waste * n))):
+                break
+            hi = max(hi, s + n)
             k += 1
         runs.append((lo, hi, ranges[j:k]))
         j = k
     return runs
 
 
-async def bounded(jobs: Sequence[Any], run_one: Callable[[Any], Any], key_of: Callable[[Any], str], store: Any) -> None:
-    """Await ``run_one(job)`` for every job, at most zarr's ``async.concurrency`` at once.
+async def _all(coros: Sequence[Any]) -> list[Any]:
+    """``asyncio.gather`` that cancels the rest when one fails."""
+    if len(coros) == 1:
+        return [await coros[0]]
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        raise
 
-    A fixed pool of worker coroutines takes the jobs in turn (no task and
-    semaphore round per job).  A failure raises :class:`CorpusError` naming
-    the job's object (``key_of(job)``) and the store.
-    """
-    import zarr
 
-    from .exceptions import CorpusError
+def _store_url(store: Any) -> str:
+    """The URL (or description) of a zarr store's root, for messages."""
+    inner = getattr(store, "store", None)
+    url = getattr(inner, "url", None)
+    if isinstance(url, str):  # an obstore HTTPStore
+        return url.rstrip("/")
+    path, fs = getattr(store, "path", None), getattr(store, "fs", None)
+    if isinstance(path, str) and fs is not None:  # an FsspecStore
+        if "://" in path:
+            return path.rstrip("/")
+        proto = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+        return f"{proto}://{path.rstrip('/')}"
+    return str(store)
 
-    limit = max(1, int(zarr.config.get("async.concurrency", 10) or 10))
-    todo = iter(jobs)
 
-    async def worker() -> None:
-        for job in todo:
-            try:
-                await run_one(job)
-            except Exception as exc:
-                raise CorpusError(f"cannot read {key_of(job)!r} from {store}: {type(exc).__name__}: {exc}") from exc
-
-    if len(jobs) == 1:
-        await worker()
-    elif jobs:
-        await asyncio.gather(*(worker() for _ in range(min(limit, len(jobs)))))
+def _view(data: Any) -> memoryview:
+    v = memoryview(data)
+    return v if v.format == "B" and v.ndim == 1 else v.cast("B")
 
 
 class StoreIO:
-    """Byte-range reads through the zarr store API, gathered in one event-loop round trip.
+    """Byte-range reads through the zarr store API (fsspec, or any zarr store), on zarr's event loop.
 
-    Ranges of one object within ``COALESCE_GAP`` bytes are merged into one
-    request; at most zarr's ``async.concurrency`` requests run at once.
+    Ranges of one object are merged into one request when the gap between
+    them is at most ``COALESCE_GAP`` bytes and at most half the range that
+    joins (so at most 1.5x the bytes asked for are fetched).  Every request
+    goes through :class:`zarrmux.remote_io.Requests`: at most
+    ``max_requests`` in flight, retries of transient failures, a timeout,
+    statistics in :attr:`stats`; servers that ignore Range get whole
+    objects, fetched once per process.
+
+    Parameters
+    ----------
+    store : zarr store
+    config : zarrmux.remote_io.RemoteConfig, optional
+        Default: :func:`zarrmux.remote_io.current_config`.
     """
 
     COALESCE_GAP = 64 * 1024
+    #: a run of ranges fetches at most ``1 + COALESCE_WASTE`` times their bytes
+    COALESCE_WASTE = 0.5
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, config: RemoteConfig | None = None) -> None:
         from zarr.abc.store import RangeByteRequest, SuffixByteRequest
         from zarr.core.buffer import default_buffer_prototype
 
@@ -193,160 +233,319 @@ class StoreIO:
         self._proto = default_buffer_prototype()
         self._range = RangeByteRequest
         self._suffix = SuffixByteRequest
+        self.url = _store_url(store)
+        http = self.url.lower().startswith(("http://", "https://"))
+        self.requests = Requests(self.url_of, config, http=http)
+        #: counters of this reader: requests, bytes, retries, timeouts, whole_objects
+        self.stats = self.requests.stats
+        #: whether the server honours Range (None: not known yet)
+        self.ranges_ok: bool | None = None if http else True
+        self._probe: Any = None
+
+    def url_of(self, key: str) -> str:
+        """The URL of object ``key`` (how errors and logs name it)."""
+        return f"{self.url}/{key}" if key else self.url
 
     def take_size(self, key: str) -> int | None:
         """The size of object ``key`` if a suffix read just learned it (forgotten once taken)."""
         return self._sizes.pop(key, None)
 
-    async def _size(self, key: str) -> None:
-        """Learn the size of ``key`` (to bound its shard index; see ``take_size``); quiet on failure."""
-        try:
-            self._sizes[key] = int(await self.store.getsize(key))
-        except Exception:
-            pass
+    def counters(self) -> dict[str, int]:
+        """``bytes_read``, ``requests``, ``retries`` (and ``timeouts``, ``whole_objects``) since the reader was made."""
+        st = self.stats
+        return {"bytes_read": st["bytes"], "requests": st["requests"], "retries": st["retries"],
+                "timeouts": st["timeouts"], "whole_objects": st["whole_objects"]}
 
-    async def _get(self, r: ByteRequest) -> Any:
-        if r.kind == "range":
-            buf = await self.store.get(r.key, self._proto, byte_range=self._range(r.start, r.start + r.length))
-        elif r.kind == "suffix":
-            # a shard index: its object's size, asked for alongside, bounds the inner chunks
-            buf, _ = await asyncio.gather(self.store.get(r.key, self._proto, byte_range=self._suffix(r.length)), self._size(r.key))
-        else:
-            buf = await self.store.get(r.key, self._proto)
-        if buf is None:
-            return None
-        data = memoryview(buf.as_numpy_array())
-        # servers that ignore Range headers (e.g. http.server) send the whole object
-        if r.kind == "range" and len(data) > r.length and len(data) >= r.start + r.length:
-            data = data[r.start : r.start + r.length]
-        elif r.kind == "suffix" and len(data) > r.length:
-            data = data[-r.length :]
+    def close(self) -> None:
+        """Cancel the requests in flight (their callers raise at once) and refuse new ones."""
+        self.requests.close()
+
+    def interrupt(self, threads: Any = None) -> int:
+        """Cancel the reads in flight of ``threads`` (idents; default: all), leaving the reader open."""
+        return self.requests.interrupt(threads)
+
+    # ------------------------------------------------------------------ primitives (one request each)
+    def _buf(self, buf: Any) -> memoryview | None:
+        return None if buf is None else _view(buf.as_numpy_array())
+
+    async def _get_range(self, key: str, start: int, length: int) -> Any:
+        data = self._buf(await self.store.get(key, self._proto, byte_range=self._range(start, start + length)))
+        if data is not None and len(data) > length:  # a 200 with the whole object: Range ignored
+            raise RangeNotSupported(data)
         return data
 
-    def read_many(self, reqs: Sequence[ByteRequest]) -> list[Any]:
-        from zarr.core.sync import sync
+    async def _fetch_runs(self, key: str, runs: list[tuple[int, int]]) -> list[Any]:
+        """The bytes of ``(start, length)`` runs of object ``key`` (``None`` if it is absent)."""
 
-        out: list[Any] = [None] * len(reqs)
-        # merge ranges of one object; other requests go as they are
-        jobs: list[tuple[ByteRequest, list[tuple[int, int, int]] | int]] = []
-        by_key: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
-        for i, r in enumerate(reqs):
+        async def one(a: int, n: int) -> Any:
+            return await self.requests.call(key, lambda: self._get_range(key, a, n))
+
+        return await _all([one(a, n) for a, n in runs])
+
+    async def _fetch_suffix(self, key: str, length: int) -> Any:
+        async def size() -> None:
+            try:
+                self._sizes[key] = int(await self.requests.call(key, lambda: self.store.getsize(key)))
+            except Exception:  # noqa: BLE001, S110 - the size only bounds the index; reading goes on without it
+                pass
+
+        async def get() -> Any:
+            data = self._buf(await self.store.get(key, self._proto, byte_range=self._suffix(length)))
+            if data is not None and len(data) > length:
+                raise RangeNotSupported(data)
+            return data
+
+        data, _ = await asyncio.gather(self.requests.call(key, get), size())
+        return data
+
+    async def _fetch_full(self, key: str) -> Any:
+        return self._buf(await self.store.get(key, self._proto))
+
+    async def _probe_ranges(self) -> bool:
+        """Ask for one byte of the root's ``zarr.json``: False if the whole object comes back."""
+        try:
+            await self.requests.call("zarr.json", lambda: self._get_range("zarr.json", 0, 1))
+        except RangeNotSupported:
+            return False
+        except Exception:  # noqa: BLE001 - no verdict: the first real reply decides
+            return True
+        return True
+
+    # ------------------------------------------------------------------ batches
+    async def _range_support(self) -> bool:
+        if self.ranges_ok is not None:
+            return self.ranges_ok
+        if self._probe is None:
+            self._probe = asyncio.ensure_future(self._probe_ranges())
+        ok = await asyncio.shield(self._probe)
+        if self.ranges_ok is None:
+            self.ranges_ok = ok
+            if not ok:
+                warn_rangeless(self._server(), self.requests.config)
+        return self.ranges_ok
+
+    def _server(self) -> str:
+        from urllib.parse import urlparse
+
+        u = urlparse(self.url)
+        return f"{u.scheme}://{u.netloc}" if u.netloc else self.url
+
+    def _no_ranges(self) -> None:
+        """A reply showed the server ignores Range: remember it (and warn, once per server)."""
+        if self.ranges_ok is not False:
+            self.ranges_ok = False
+            warn_rangeless(self._server(), self.requests.config)
+
+    async def _whole(self, key: str, first: Any = None) -> memoryview | None:
+        if first is not None:  # the reply that showed it: keep it
+            got = WHOLE_OBJECTS.get(self.url_of(key))
+            if got is None:
+                got = WHOLE_OBJECTS._put(self.url_of(key), first, self.requests.config)
+                self.stats["whole_objects"] += 1
+            return got
+        return await self.requests.whole(key, lambda: self._fetch_full(key))
+
+    async def _serve_whole(self, key: str, idxs: list[int], reqs: Sequence[ByteRequest], out: list[Any], first: Any = None) -> None:
+        try:
+            data = await self._whole(key, first)
+        except FileNotFoundError:
+            return
+        if data is None:
+            return
+        self._sizes[key] = len(data)
+        for i in idxs:
+            r = reqs[i]
             if r.kind == "range":
-                by_key[r.key].append((r.start, r.length, i))
+                out[i] = data[r.start : r.start + r.length]
+            elif r.kind == "suffix":
+                out[i] = data[max(0, len(data) - r.length) :]
             else:
-                jobs.append((r, i))
-        for key, ranges in by_key.items():
-            for lo, hi, members in coalesce(ranges, self.COALESCE_GAP):
-                jobs.append((ByteRequest(key, "range", lo, hi - lo), members))
-        results: list[Any] = [None] * len(jobs)
+                out[i] = data
 
-        async def fetch(j: int) -> None:
-            results[j] = await self._get(jobs[j][0])
+    async def _key_job(self, key: str, idxs: list[int], reqs: Sequence[ByteRequest], out: list[Any]) -> None:
+        """Every request of ``idxs`` (all of object ``key``)."""
+        if not await self._range_support():
+            return await self._serve_whole(key, idxs, reqs, out)
+        ranged = [i for i in idxs if reqs[i].kind == "range"]
+        others = [i for i in idxs if reqs[i].kind != "range"]
+        try:
+            jobs = []
+            if ranged:
+                runs = coalesce([(reqs[i].start, reqs[i].length, i) for i in ranged], self.COALESCE_GAP, self.COALESCE_WASTE)
+                jobs.append(self._runs_job(key, runs, out))
+            for i in others:
+                jobs.append(self._one_job(reqs[i], i, out))
+            await _all(jobs)
+        except RangeNotSupported as exc:
+            self._no_ranges()
+            await self._serve_whole(key, idxs, reqs, out, exc.data)
 
-        sync(bounded(range(len(jobs)), fetch, lambda j: jobs[j][0].key, self.store))
-        for (r, members), data in zip(jobs, results):
-            if isinstance(members, int):
-                out[members] = data
-                continue
+    async def _runs_job(self, key: str, runs: list[tuple[int, int, list[tuple[int, int, int]]]], out: list[Any]) -> None:
+        try:
+            got = await self._fetch_runs(key, [(lo, hi - lo) for lo, hi, _ in runs])
+        except FileNotFoundError:
+            return
+        for (lo, _, members), data in zip(runs, got):
             if data is None:
                 continue
-            view = memoryview(data)
+            view = _view(data)
             for a, b, i in members:
-                out[i] = view[a - r.start : a - r.start + b]
+                out[i] = view[a - lo : a - lo + b]
+
+    async def _one_job(self, r: ByteRequest, i: int, out: list[Any]) -> None:
+        try:
+            if r.kind == "suffix":
+                out[i] = await self._fetch_suffix(r.key, r.length)
+            else:
+                out[i] = await self.requests.call(r.key, lambda: self._fetch_full(r.key))
+        except FileNotFoundError:
+            out[i] = None
+
+    async def _read_many(self, reqs: Sequence[ByteRequest]) -> list[Any]:
+        from .exceptions import CorpusError
+
+        out: list[Any] = [None] * len(reqs)
+        by_key: dict[str, list[int]] = defaultdict(list)
+        for i, r in enumerate(reqs):
+            by_key[r.key].append(i)
+
+        async def job(key: str, idxs: list[int]) -> None:
+            try:
+                await self._key_job(key, idxs, reqs, out)
+            except CorpusError:
+                raise
+            except Exception as exc:
+                raise CorpusError(f"cannot read {key!r} from {self.url}: {type(exc).__name__}: {exc}") from exc
+
+        await _all([job(k, v) for k, v in by_key.items()])
+        return out
+
+    def read_many(self, reqs: Sequence[ByteRequest]) -> list[Any]:
+        """The bytes of every request, in order (``None`` for an absent object)."""
+        if not reqs:
+            return []
+        if self.ranges_ok is False:  # whole objects: served in this thread when all are held already
+            got = self._from_held(reqs)
+            if got is not None:
+                return got
+        return self.requests.run(self._read_many(reqs))
+
+    def _from_held(self, reqs: Sequence[ByteRequest]) -> list[Any] | None:
+        held: dict[str, memoryview | None] = {}
+        out: list[Any] = []
+        for r in reqs:
+            data = held.get(r.key, False)
+            if data is False:
+                data = held[r.key] = WHOLE_OBJECTS.get(self.url_of(r.key))
+            if data is None:
+                return None
+            if r.kind == "range":
+                out.append(data[r.start : r.start + r.length])
+            elif r.kind == "suffix":
+                self._sizes[r.key] = len(data)
+                out.append(data[max(0, len(data) - r.length) :])
+            else:
+                out.append(data)
         return out
 
 
 class ObstoreIO(StoreIO):
     """Byte-range reads of a ``zarr.storage.ObjectStore`` straight through obstore.
 
-    All the ranges of one object go in one ``obstore.get_ranges_async`` call:
-    obstore (Rust, outside the GIL) merges ranges within ``COALESCE_GAP`` bytes
-    and fetches the rest concurrently, so a batch costs a few Python calls per
-    *object* rather than per chunk.  Suffix and whole-object reads go through
-    the store's ``get``.  For a server without ``Range`` support (obstore's
-    ``NotSupportedError``), the object is read whole once and sliced.
+    The ranges of one object go in ``obstore.get_ranges_async`` calls of at
+    most :data:`RANGES_PARALLEL` ranges (Rust, outside the GIL), after the
+    same merging as :class:`StoreIO`, so a batch costs a few Python calls per
+    *object* rather than per chunk.  The
+    retries are this reader's (:mod:`zarrmux.remote_io`): for an HTTP store
+    opened without a ``retry_config`` of its own, obstore's retries are
+    turned off (they would otherwise retry for up to 3 minutes, unbounded by
+    this reader's settings) and its request timeout follows this reader's.
     """
 
-    def __init__(self, store: Any) -> None:
-        super().__init__(store)
+    #: ranges one ``get_ranges`` call fetches at once (object_store's parallelism)
+    RANGES_PARALLEL = 10
+
+    def __init__(self, store: Any, config: RemoteConfig | None = None) -> None:
+        super().__init__(store, config)
         import obstore
 
         self._obs = obstore
+        self._ostore = self._own_store(store.store)
 
-    def read_many(self, reqs: Sequence[ByteRequest]) -> list[Any]:
-        from zarr.core.sync import sync
+    def _own_store(self, ostore: Any) -> Any:
+        if type(ostore).__name__ != "HTTPStore" or getattr(ostore, "retry_config", None) is not None:
+            return ostore
+        import datetime
 
-        out: list[Any] = [None] * len(reqs)
-        by_key: dict[str, list[int]] = defaultdict(list)
-        jobs: list[tuple[str, Any]] = []
-        for i, r in enumerate(reqs):
-            if r.kind == "range":
-                by_key[r.key].append(i)
-            else:
-                jobs.append(("one", i))
-        jobs.extend(("ranges", key) for key in by_key)
+        from obstore.store import HTTPStore
+
+        client = dict(getattr(ostore, "client_options", None) or {})
+        client.setdefault("timeout", f"{int(self.requests.config.timeout * 1000) + 5000}ms")
+        try:
+            return HTTPStore.from_url(
+                ostore.url, client_options=client, retry_config={"max_retries": 0, "retry_timeout": datetime.timedelta(seconds=1)}
+            )
+        except Exception:  # noqa: BLE001 - keep the store as it was opened
+            return ostore
+
+    async def _fetch_runs(self, key: str, runs: list[tuple[int, int]]) -> list[Any]:
+        """One ``get_ranges`` call per :data:`RANGES_PARALLEL` runs, the calls concurrent.
+
+        obstore fetches at most 10 ranges of one call at once: a call of 11
+        to 20 ranges would take two round trips.
+        """
+        obs = self._obs
+        step = self.RANGES_PARALLEL
+        groups = [runs[i : i + step] for i in range(0, len(runs), step)]
+
+        async def one(group: list[tuple[int, int]]) -> Any:
+            async def attempt() -> Any:
+                try:
+                    return await obs.get_ranges_async(
+                        self._ostore, key, starts=[a for a, _ in group], lengths=[n for _, n in group], coalesce=0
+                    )
+                except obs.exceptions.NotSupportedError:
+                    raise RangeNotSupported() from None
+
+            return await self.requests.call(key, attempt, weight=len(group), count=len(group))
+
+        got = await _all([one(g) for g in groups])
+        return [b for part in got for b in part]
+
+    async def _get_range(self, key: str, start: int, length: int) -> Any:
+        try:
+            return await self._obs.get_range_async(self._ostore, key, start=start, length=length)
+        except self._obs.exceptions.NotSupportedError:
+            raise RangeNotSupported() from None
+
+    async def _fetch_suffix(self, key: str, length: int) -> Any:
         obs = self._obs
 
-        async def ranges(key: str, idxs: list[int]) -> None:
-            rs = [reqs[i] for i in idxs]
+        async def attempt() -> Any:
             try:
-                got = await obs.get_ranges_async(
-                    self.store.store, key, starts=[r.start for r in rs], lengths=[r.length for r in rs], coalesce=self.COALESCE_GAP
-                )
-            except FileNotFoundError:
-                return
-            except obs.exceptions.NotSupportedError:  # a server without Range support
-                await whole(key, idxs)
-                return
-            for i, b in zip(idxs, got):
-                out[i] = memoryview(b)
-
-        async def whole(key: str, idxs: list[int]) -> None:
-            """Serve requests from the whole object (for servers that refuse byte ranges)."""
-            try:
-                resp = await obs.get_async(self.store.store, key)
-                data = memoryview(await resp.bytes_async())
-            except FileNotFoundError:
-                return
-            self._sizes[key] = len(data)
-            for i in idxs:
-                r = reqs[i]
-                if r.kind == "range":
-                    out[i] = data[r.start : r.start + r.length]
-                elif r.kind == "suffix":
-                    out[i] = data[max(0, len(data) - r.length) :]
-                else:
-                    out[i] = data
-
-        async def one(i: int) -> None:
-            r = reqs[i]
-            try:
-                if r.kind == "suffix":
-                    resp = await obs.get_async(self.store.store, r.key, options={"range": {"suffix": r.length}})
-                    self._sizes[r.key] = int(resp.meta["size"])
-                    out[i] = memoryview(await resp.bytes_async())
-                else:
-                    out[i] = await self._get(r)
-            except FileNotFoundError:
-                out[i] = None
+                resp = await obs.get_async(self._ostore, key, options={"range": {"suffix": length}})
             except obs.exceptions.NotSupportedError:
-                await whole(r.key, [i])
+                raise RangeNotSupported() from None
+            self._sizes[key] = int(resp.meta["size"])
+            return _view(await resp.bytes_async())
 
-        async def fetch(job: tuple[str, Any]) -> None:
-            kind, what = job
-            await (one(what) if kind == "one" else ranges(what, by_key[what]))
+        return await self.requests.call(key, attempt)
 
-        if jobs:
-            sync(bounded(jobs, fetch, lambda job: reqs[job[1]].key if job[0] == "one" else job[1], self.store))
-        return out
+    async def _fetch_full(self, key: str) -> Any:
+        resp = await self._obs.get_async(self._ostore, key)
+        return _view(await resp.bytes_async())
 
 
-def make_io(store: Any) -> LocalIO | StoreIO:
-    """The fastest byte reader for a zarr store: ``os.pread`` for a ``LocalStore``, obstore for an ``ObjectStore``."""
+def make_io(store: Any, config: RemoteConfig | None = None) -> LocalIO | StoreIO:
+    """The fastest byte reader for a zarr store: memory maps for a ``LocalStore``, obstore for an ``ObjectStore``.
+
+    ``config`` (remote readers): default :func:`zarrmux.remote_io.current_config`
+    (:func:`zarrmux.remote_io.configure`, else ``ZARRMUX_REMOTE_*`` environment variables).
+    """
     from zarr.storage import LocalStore
 
     if isinstance(store, LocalStore):
         return LocalIO(str(store.root))
     if type(store).__name__ == "ObjectStore" and type(store).__module__.startswith("zarr.storage"):
-        return ObstoreIO(store)
-    return StoreIO(store)
+        return ObstoreIO(store, config)
+    return StoreIO(store, config)

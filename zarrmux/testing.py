@@ -15,7 +15,16 @@ import numpy as np
 
 from . import layout
 
-__all__ = ["make_entry", "make_npz_archives", "write_corpus", "latency_store", "serve_directory", "run_delay_server"]
+__all__ = [
+    "COUNTS_PATH",
+    "latency_store",
+    "make_entry",
+    "make_npz_archives",
+    "run_delay_server",
+    "run_stdlib_server",
+    "serve_directory",
+    "write_corpus",
+]
 
 
 def make_entry(
@@ -166,11 +175,64 @@ def _delayed_store_class() -> Any:
     return DelayedLocalStore
 
 
-def _delay_handler(root: str, delay: float) -> Any:
+class _Counts:
+    """Requests a test server answered, per path: ``[requests, whole-object (200) answers, body bytes]``."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.by_path: dict[str, list[int]] = {}
+        self.n = 0
+
+    def add(self, path: str, whole: bool, nbytes: int) -> None:
+        with self.lock:
+            c = self.by_path.setdefault(path, [0, 0, 0])
+            c[0] += 1
+            c[1] += int(whole)
+            c[2] += nbytes
+
+    def next(self) -> int:
+        with self.lock:
+            self.n += 1
+            return self.n
+
+    def json(self) -> bytes:
+        import json
+
+        with self.lock:
+            return json.dumps(self.by_path).encode()
+
+
+#: the path at which the test servers answer their request counts (JSON ``{path: [requests, whole, bytes]}``)
+COUNTS_PATH = "/.requests"
+
+
+def _delay_handler(
+    root: str,
+    delay: float,
+    *,
+    ranges: bool = True,
+    flaky: int = 0,
+    flaky_paths: str = "/c/",
+    hang: str | None = None,
+    counts: _Counts | None = None,
+) -> Any:
+    import time
     from http.server import SimpleHTTPRequestHandler
 
+    counts = counts or _Counts()
+
     class Handler(SimpleHTTPRequestHandler):
-        """Static files with single-range ``Range`` support, no listings, ``delay`` s before each answer."""
+        """Static files with single-range ``Range`` support, no listings, ``delay`` s before each answer.
+
+        ``ranges=False``: Range headers are ignored (200 with the whole object,
+        like ``python -m http.server``).  ``flaky=N``: every N-th request for a
+        path matching the regular expression ``flaky_paths`` (default: chunk
+        objects) fails, in turn with a 503 and with the connection closed
+        halfway through the body.  ``hang``: requests
+        whose path contains it are never answered.
+        """
 
         protocol_version = "HTTP/1.1"  # keep-alive: no new connection per request
         # answer as soon as the body is written: with Nagle's algorithm on, the
@@ -186,35 +248,78 @@ def _delay_handler(root: str, delay: float) -> Any:
 
         def list_directory(self, path: str) -> None:  # type: ignore[override]
             self.send_error(404, "no listings")
-            return None
 
         def do_GET(self) -> None:
-            import time
-
+            if self.path == COUNTS_PATH:
+                body = counts.json()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return None
+            if hang and hang in self.path:
+                time.sleep(3600)
+                return None
             if delay:
                 time.sleep(delay)
-            rng = self.headers.get("Range")
+            rng = self.headers.get("Range") if ranges else None
             fpath = self.translate_path(self.path)
-            if not rng or not os.path.isfile(fpath):
+            if not os.path.isfile(fpath):
+                counts.add(self.path, False, 0)
                 return super().do_GET()
-            send_range(self, fpath, rng)
+            if flaky and re.search(flaky_paths, self.path):
+                n = counts.next()
+                if n % flaky == 0:
+                    counts.add(self.path + " (failed)", False, 0)
+                    return self._fail(fpath, rng, (n // flaky) % 2 == 1)
+            nbytes = send_range(self, fpath, rng) if rng else self._whole(fpath)
+            counts.add(self.path, not rng, nbytes)
             return None
+
+        def _whole(self, fpath: str) -> int:
+            with open(fpath, "rb") as f:
+                body = f.read()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return len(body)
+
+        def _fail(self, fpath: str, rng: str | None, error: bool) -> None:
+            if error:
+                self.send_error(503, "try again")
+                return
+            size = os.path.getsize(fpath)  # promise the whole object, send half, hang up
+            self.send_response(200)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            with open(fpath, "rb") as f:
+                self.wfile.write(f.read(size // 2))
+            self.wfile.flush()
+            self.close_connection = True
+            import socket
+
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     return Handler
 
 
-def send_range(handler: Any, fpath: str, rng: str) -> None:
-    """Answer a single-range ``Range: bytes=a-b`` request for file ``fpath`` (206, or 416)."""
+def send_range(handler: Any, fpath: str, rng: str) -> int:
+    """Answer a single-range ``Range: bytes=a-b`` request for file ``fpath`` (206, or 416); the body bytes sent."""
     m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
     size = os.path.getsize(fpath)
     if m is None:
         handler.send_error(416)
-        return
+        return 0
     a, b = m.groups()
     start, end = (max(0, size - int(b)), size) if a == "" else (int(a), min(size, int(b) + 1) if b else size)
     if start >= size:
         handler.send_error(416)
-        return
+        return 0
     with open(fpath, "rb") as f:
         f.seek(start)
         body = f.read(end - start)
@@ -224,42 +329,86 @@ def send_range(handler: Any, fpath: str, rng: str) -> None:
     handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()
     handler.wfile.write(body)
+    return len(body)
 
 
-def serve_directory(root: str | os.PathLike[str], delay: float = 0.0, port: int = 0) -> Any:
-    """A ``ThreadingHTTPServer`` on 127.0.0.1 serving ``root`` (byte ranges), ``delay`` s per request.
+def serve_directory(
+    root: str | os.PathLike[str],
+    delay: float = 0.0,
+    port: int = 0,
+    *,
+    ranges: bool = True,
+    flaky: int = 0,
+    flaky_paths: str = "/c/",
+    hang: str | None = None,
+    backlog: int = 5,
+) -> Any:
+    """A plain ``ThreadingHTTPServer`` on 127.0.0.1 serving ``root`` (byte ranges), ``delay`` s per request.
 
+    A thread per connection, HTTP/1.1 keep-alive, and the standard library's
+    listen backlog (``backlog=5``, what an ordinary threaded server has).
+    ``ranges``, ``flaky`` and ``hang`` as in the handler (see
+    :func:`run_stdlib_server`); ``GET /.requests`` answers the request counts.
     Not started: call ``serve_forever()`` (e.g. in a thread) and ``shutdown()``;
     the URL is ``f"http://127.0.0.1:{server.server_port}/"``.
-    :func:`run_delay_server` is the cheaper asynchronous server the benchmarks use.
     """
     from http.server import ThreadingHTTPServer
 
     class Server(ThreadingHTTPServer):
-        request_queue_size = 256
+        request_queue_size = backlog
         daemon_threads = True
 
-    return Server(("127.0.0.1", port), _delay_handler(os.fspath(root), float(delay)))
+    handler = _delay_handler(os.fspath(root), float(delay), ranges=ranges, flaky=flaky, flaky_paths=flaky_paths, hang=hang)
+    return Server(("127.0.0.1", port), handler)
 
 
-async def _serve_async(root: str, delay: float, port: int, ready: Any) -> None:
-    """An aiohttp server of ``root`` (byte ranges, no listings), ``delay`` s before each answer."""
+def run_stdlib_server(
+    root: str | os.PathLike[str],
+    delay: float = 0.0,
+    port: int = 0,
+    *,
+    ranges: bool = True,
+    flaky: int = 0,
+    flaky_paths: str = "/c/",
+    hang: str | None = None,
+) -> None:
+    """Serve ``root`` with :func:`serve_directory` until killed; prints the port.
+
+    ``python -m zarrmux.testing ROOT DELAY --server stdlib [--no-range]
+    [--flaky N [--flaky-paths REGEX]] [--hang TEXT]``: ``--no-range`` ignores
+    Range headers (whole objects, like ``python -m http.server``); ``--flaky N``
+    fails every N-th request for a path matching REGEX (default ``/c/``: chunk
+    objects), in turn with a 503 and with the connection closed halfway
+    through the body; ``--hang TEXT`` never answers requests whose path
+    contains TEXT.
+    """
+    server = serve_directory(root, delay, port, ranges=ranges, flaky=flaky, flaky_paths=flaky_paths, hang=hang)
+    print(server.server_port, flush=True)
+    server.serve_forever()
+
+
+async def _serve_async(root: str, delay: float, port: int, ready: Any, ranges: bool = True) -> None:
+    """An aiohttp server of ``root`` (byte ranges unless ``ranges=False``, no listings), ``delay`` s before each answer."""
     import asyncio
 
     from aiohttp import web
 
     base = os.path.realpath(root)
+    counts = _Counts()
 
     async def handle(request: Any) -> Any:
+        if "/" + request.match_info["path"] == COUNTS_PATH:
+            return web.Response(body=counts.json())
         if delay:
             await asyncio.sleep(delay)
         parts = [p for p in request.match_info["path"].split("/") if p not in ("", ".", "..")]
         fpath = os.path.join(base, *parts)
         if not parts or not os.path.isfile(fpath):
+            counts.add(request.path, False, 0)
             raise web.HTTPNotFound()
         size = os.path.getsize(fpath)
         try:
-            rng = request.http_range
+            rng = request.http_range if ranges else slice(None, None)
         except ValueError:
             raise web.HTTPRequestRangeNotSatisfiable() from None
         start, stop = rng.start, rng.stop
@@ -279,6 +428,7 @@ async def _serve_async(root: str, delay: float, port: int, ready: Any) -> None:
         headers = {"Content-Type": "application/octet-stream"}
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+        counts.add(request.path, status == 200, len(body))
         return web.Response(body=body, status=status, headers=headers)
 
     app = web.Application()
@@ -291,21 +441,40 @@ async def _serve_async(root: str, delay: float, port: int, ready: Any) -> None:
     await asyncio.Event().wait()
 
 
-def run_delay_server(root: str | os.PathLike[str], delay: float = 0.0, port: int = 0) -> None:
+def run_delay_server(root: str | os.PathLike[str], delay: float = 0.0, port: int = 0, *, ranges: bool = True) -> None:
     """Serve ``root`` on 127.0.0.1 with aiohttp until killed, ``delay`` s per request; prints the port.
 
     The benchmark's stand-in for an object store (``python -m zarrmux.testing
-    ROOT DELAY``): asynchronous, so the delays overlap without a thread per
-    connection, and cheaper in CPU per request than
+    ROOT DELAY [--no-range]``): asynchronous, so the delays overlap without a
+    thread per connection, and cheaper in CPU per request than
     :func:`serve_directory` (``tools/bench_latency.py`` prints its CPU per batch), which matters when the server shares the
-    benchmark machine's cores with the reader.
+    benchmark machine's cores with the reader.  ``ranges=False`` ignores
+    Range headers.  ``GET /.requests`` answers the request counts.
     """
     import asyncio
 
-    asyncio.run(_serve_async(os.fspath(root), float(delay), int(port), lambda p: print(p, flush=True)))
+    asyncio.run(_serve_async(os.fspath(root), float(delay), int(port), lambda p: print(p, flush=True), ranges))
 
 
-if __name__ == "__main__":  # python -m zarrmux.testing ROOT DELAY
-    import sys
+def _main(argv: list[str] | None = None) -> None:
+    import argparse
 
-    run_delay_server(sys.argv[1], float(sys.argv[2]))
+    ap = argparse.ArgumentParser(prog="python -m zarrmux.testing", description="A loopback test server of a directory.")
+    ap.add_argument("root")
+    ap.add_argument("delay", type=float, nargs="?", default=0.0)
+    ap.add_argument("--server", choices=("aiohttp", "stdlib"), default="aiohttp")
+    ap.add_argument("--no-range", dest="ranges", action="store_false")
+    ap.add_argument("--flaky", type=int, default=0, help="stdlib: fail every N-th chunk request")
+    ap.add_argument("--flaky-paths", default="/c/", help="stdlib: a regular expression of the paths --flaky applies to")
+    ap.add_argument("--hang", default=None, help="stdlib: never answer paths containing this")
+    a = ap.parse_args(argv)
+    if a.server == "stdlib":
+        run_stdlib_server(a.root, a.delay, ranges=a.ranges, flaky=a.flaky, flaky_paths=a.flaky_paths, hang=a.hang)
+    else:
+        if a.flaky or a.hang:
+            ap.error("--flaky and --hang need --server stdlib")
+        run_delay_server(a.root, a.delay, ranges=a.ranges)
+
+
+if __name__ == "__main__":  # python -m zarrmux.testing ROOT DELAY [--server stdlib] [--no-range] ...
+    _main()
