@@ -204,6 +204,33 @@ def test_hanging_server_times_out_naming_url_and_close_is_prompt(
     assert len(errors) == 1 and isinstance(errors[0], CorpusError) and "closed" in str(errors[0])
 
 
+@pytest.mark.parametrize("server", [("--hang", "/X/c/")], indirect=True)
+def test_a_sampler_reading_ahead_from_a_hanging_server_closes_promptly(
+    server: Server, corpus_dir: tuple[Path, dict], backend: str, settings: None
+) -> None:
+    remote_io.configure(timeout=600)
+    corpus = open_corpus(f"{server.base}/c.zarr", backend=backend)
+    sampler = WindowSampler(corpus, N, batch_size=4, n_active=2, seed=0, prefetch=4, close_corpus=True)
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            next(iter(sampler))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    t.join(0.5)  # its reading threads now wait for the hanging server
+    assert t.is_alive()
+    closer = threading.Thread(target=sampler.close)
+    closer.start()
+    closer.join(30)  # a bound for a broken close(), far beyond what it takes (the timeout is 600 s)
+    t.join(30)
+    assert not closer.is_alive() and not t.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], CorpusError)
+
+
 @pytest.fixture(scope="module")
 def raw_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """A corpus whose X is stored uncompressed (exact windows), several shards per entry."""

@@ -124,10 +124,12 @@ def open_corpus(
         which matters when prefetching hides tens of milliseconds of latency.
         ``'auto'`` (default) uses obstore for ``http``, ``https``, ``s3``,
         ``gs`` and Azure URLs when it is installed, fsspec otherwise.  Plain
-        ``http://`` URLs are allowed (obstore's ``allow_http``).  obstore
-        retries failed requests with backoff before an error is raised (a
-        few seconds for a server answering 500); tune it with
-        ``storage_options={"retry_config": {...}}``.
+        ``http://`` URLs are allowed (obstore's ``allow_http``).  With either
+        backend, transient failures (5xx, cut connections) are retried a
+        bounded number of times with backoff, a request that does not answer
+        within a timeout fails naming the URL, and a server that ignores
+        Range requests is detected: see :mod:`zarrmux.remote_io` (settings
+        by ``configure(...)`` or ``ZARRMUX_REMOTE_*`` environment variables).
     entries : sequence of str, optional
         Only these entries, in this order (default: every entry).  The
         view is a corpus of its own for every sampler, streamer and the torch

@@ -509,8 +509,18 @@ class WindowSampler:
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
         """Stop any running iteration (threads joined, Dask tasks in flight cancelled); close the
-        corpus if the sampler opened it, and the Dask client / ``'local'`` cluster it started."""
-        self._stop_iteration()
+        corpus if the sampler opened it, and the Dask client / ``'local'`` cluster it started.
+
+        Returns promptly even with remote reads in flight against a server
+        that does not answer: a corpus the sampler opened has them interrupted
+        first (see :mod:`zarrmux.remote_io`), which may also be done from
+        another thread while one iterates."""
+        if not self._closed and self._owns_corpus and self._remote:
+            self.corpus.close()  # cancels the remote reads in flight and refuses new ones
+        try:
+            self._stop_iteration()
+        except ValueError:  # iterating in another thread right now: its reads fail, and it ends there
+            pass
         if self._dask is not None:
             self._dask.close()
         if not self._closed and self._owns_corpus:
