@@ -127,3 +127,11 @@ def test_select_by_names_and_predicate(corpus_dir: Path) -> None:
             c.select(["nope"]).names
         with pytest.raises(CorpusError, match="listed twice"):
             c.select([c.names[0], c.names[0]]).names
+
+
+def test_an_entry_knows_its_source_file_also_in_a_view(corpus_dir: Path) -> None:
+    with zarrmux.open_corpus(corpus_dir / "c.zarr") as c:
+        for e in c:
+            assert e.source == str((corpus_dir / "a" / f"{e.name}.npz").resolve())
+        view = c.select([c.names[5], c.names[2]])
+        assert [e.source for e in view] == [c[c.names[5]].source, c[c.names[2]].source]

@@ -294,6 +294,7 @@ class Corpus:
         self._root = root
         self._cache = ChunkCache(self._cache_bytes)
         self._io = make_io(root.store)
+        self._sources: list[str] | None = None  #: per stored entry: the files it came from (zarrmux corpora)
         try:
             is_zarrmux = layout.ATTR_KEY in root.attrs
         except Exception as exc:
@@ -329,6 +330,7 @@ class Corpus:
         except Exception as exc:
             raise CorpusError(f"cannot read the entry index of corpus {self.path!r}: {type(exc).__name__}: {exc}") from exc
         names = [str(x) for x in index["name"]]
+        self._sources = [str(x) for x in index["source"]] if "source" in index else None
         starts = np.asarray(index["start"], dtype=np.int64)
         rows = np.asarray(index["rows"], dtype=np.int64)
         spans = self._check_index(root, meta, names, starts, rows)
@@ -924,6 +926,15 @@ class Entry:
     def name(self) -> str:
         self.corpus._load()
         return self.corpus._names[self.position]
+
+    @property
+    def source(self) -> str | None:
+        """The file(s) this entry was converted from (absolute paths, ``;``-separated); None if not recorded."""
+        self.corpus._load()
+        sources = self.corpus._sources
+        if not sources:
+            return None
+        return sources[int(self.corpus._stored_at[self.position])] or None
 
     @property
     def rows(self) -> int:
