@@ -53,3 +53,26 @@ def test_the_library_raises_them(tmp_path) -> None:
     s.close()
     with pytest.raises(ClosedError, match="closed"):
         iter(s)
+
+
+def test_help_shows_what_is_required() -> None:
+    import pickle
+    import pydoc
+
+    from zarrmux.params import REQUIRED
+    from zarrmux.torch import WindowDataset
+
+    sampler_help = pydoc.render_doc(zarrmux.WindowSampler, renderer=pydoc.plaintext)
+    assert "n_active: 'int | None' = <required unless mode='sequential'>" in sampler_help
+    dataset_help = pydoc.render_doc(WindowDataset, renderer=pydoc.plaintext)
+    assert "batch_size: 'int'," in dataset_help  # no default: required
+    assert "n_active: 'int | None' = <required unless mode='sequential'>" in dataset_help
+    assert pickle.loads(pickle.dumps(REQUIRED)) is REQUIRED
+
+
+def test_missing_n_active_is_named(tmp_path) -> None:
+    zarrmux.convert(make_npz_archives(tmp_path / "a", 2, min_rows=100, max_rows=120, features=2), tmp_path / "c.zarr")
+    with pytest.raises(ConfigError, match="n_active is required in mode='with_replacement'"):
+        zarrmux.WindowSampler(str(tmp_path / "c.zarr"), 8, batch_size=2)
+    with zarrmux.WindowSampler(str(tmp_path / "c.zarr"), 8, batch_size=2, mode="sequential") as s:
+        assert len(list(s)) > 0

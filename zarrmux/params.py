@@ -12,7 +12,7 @@ from typing import Any
 
 from .exceptions import ConfigError
 
-__all__ = ["check_int", "check_number", "check_choice"]
+__all__ = ["check_int", "check_number", "check_choice", "REQUIRED", "required"]
 
 
 def check_int(name: str, value: Any, *, minimum: int | None = 0, maximum: int | None = None, none: bool = False) -> Any:
@@ -62,3 +62,27 @@ def _is_numpy_int(value: Any) -> bool:
 
 def _is_numpy_real(value: Any) -> bool:
     return type(value).__module__ == "numpy" and hasattr(value, "dtype") and value.dtype.kind in "iuf" and value.ndim == 0
+
+
+class _Required:
+    """The default of a parameter that is required in most uses (shows as such in ``help()``)."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def __repr__(self) -> str:
+        return f"<{self.why}>"
+
+    def __reduce__(self) -> str:
+        return "REQUIRED"
+
+
+#: ``n_active``'s default: required in every mode but 'sequential'
+REQUIRED = _Required("required unless mode='sequential'")
+
+
+def required(value: Any) -> Any:
+    """``value``, or ``None`` for :data:`REQUIRED` (the plan then says the parameter is missing)."""
+    return None if value is REQUIRED else value

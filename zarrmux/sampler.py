@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .exceptions import ClosedError
-from .params import check_int
+from .params import REQUIRED, check_int, required
 from .plan import WindowPlan
 from .global_stream import (
     SAMPLER_FORMAT, Cursor, GlobalStream, RankStream, Step, parse_position_state, position_state,
@@ -200,7 +200,7 @@ class WindowSampler:
         n: int,
         *,
         batch_size: int,
-        n_active: int | None = None,
+        n_active: int | None = REQUIRED,
         rate: float | None = 16.0,
         weights: Any = None,
         mode: str = "with_replacement",
@@ -267,7 +267,7 @@ class WindowSampler:
                 corpus.rows,
                 n,
                 batch_size=batch_size,
-                n_active=n_active,
+                n_active=required(n_active),
                 rate=rate,
                 weights=weights,
                 mode=mode,

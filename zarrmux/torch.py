@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 try:
@@ -64,7 +64,7 @@ except ImportError as _exc:  # pragma: no cover - exercised only without torch
 import numpy as np
 
 from .exceptions import ConfigError
-from .params import check_int
+from .params import REQUIRED, check_int, required
 from .global_stream import DATASET_FORMAT, GlobalStream, RankStream, parse_position_state, position_state
 from .plan import WindowPlan
 from .stats import COUNTERS, LoaderStats, StatsBoard, StatsRecorder
@@ -122,6 +122,13 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         options; every reader opens its own).
     n : int > 0
         Rows per window.
+    batch_size, n_active, rate, weights, mode, dist, hop, drop_last
+        The sampling: see :class:`~zarrmux.WindowSampler` (``batch_size`` is
+        required; ``n_active`` in every mode but 'sequential').
+    keys, prefetch, threads, cache_bytes
+        The reading: see :class:`~zarrmux.WindowSampler` (``prefetch``
+        defaults to 4 in the training process, :data:`WORKER_PREFETCH` in a
+        DataLoader worker).
     rank, world_size : int or None
         This process takes global batches ``rank, rank + world_size, ...``.
         ``None``: taken from ``torch.distributed`` when it is initialised
@@ -142,11 +149,6 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         ``epochs - 1`` more (default 1); ``None``: endless.
     storage_options : dict, optional
         For fsspec URLs.
-    **sampler_options
-        ``batch_size`` (required), ``n_active``, ``rate``, ``weights``,
-        ``mode``, ``dist``, ``hop``, ``drop_last``, ``keys``, ``prefetch``
-        (default 4 in the training process, :data:`WORKER_PREFETCH` in a
-        worker), ``threads``, ``cache_bytes``: see :class:`~zarrmux.WindowSampler`.
 
     Raises
     ------
@@ -161,6 +163,18 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         path_or_url: Any,
         n: int,
         *,
+        batch_size: int,
+        n_active: int | None = REQUIRED,
+        rate: float | None = 16.0,
+        weights: Any = None,
+        mode: str = "with_replacement",
+        dist: str = "binomial",
+        hop: int | None = None,
+        drop_last: bool = False,
+        keys: Sequence[str] | str | None = None,
+        prefetch: int | None = None,
+        threads: int | None = None,
+        cache_bytes: int | None = None,
         rank: int | None = None,
         world_size: int | None = None,
         seed: int | None = None,
@@ -168,14 +182,15 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         max_iter: int | None = None,
         epochs: int | None = 1,
         storage_options: dict[str, Any] | None = None,
-        **sampler_options: Any,
     ) -> None:
         super().__init__()
-        unknown = set(sampler_options) - set(_PLAN_OPTIONS) - set(_READ_OPTIONS)
-        if unknown:
-            raise ConfigError(f"WindowDataset got unexpected options {sorted(unknown)}")
-        if "batch_size" not in sampler_options:
-            raise ConfigError("WindowDataset needs batch_size= (windows per batch)")
+        sampler_options: dict[str, Any] = dict(
+            batch_size=batch_size, n_active=required(n_active), rate=rate, weights=weights, mode=mode, dist=dist,
+            hop=hop, drop_last=drop_last,
+        )
+        for name, value in (("keys", keys), ("prefetch", prefetch), ("threads", threads), ("cache_bytes", cache_bytes)):
+            if value is not None:  # left to the sampler's (or the worker's) default
+                sampler_options[name] = value
         entries = None
         if hasattr(path_or_url, "read_windows") and hasattr(path_or_url, "__getstate__"):
             st = path_or_url.__getstate__()  # a Corpus: keep how to reopen it, not the handle
