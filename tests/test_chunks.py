@@ -20,7 +20,7 @@ from zarrmux.testing import make_entry, write_corpus
 
 def _check_all_windows(c, truth: dict, n: int, step: int = 1) -> None:  # type: ignore[no-untyped-def]
     ents, starts = [], []
-    for e, name in enumerate(c.names):
+    for e, _name in enumerate(c.names):
         for s in range(0, int(c.rows[e]) - n + 1, step):
             ents.append(e)
             starts.append(s)

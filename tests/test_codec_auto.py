@@ -310,7 +310,7 @@ def test_uncompressed_chunks_are_contiguous_and_a_flipped_byte_is_a_data_error(a
     shard.write_bytes(bytes(raw))
     corpus = open_corpus(dest)
     e = corpus.names.index("song00001")
-    with pytest.raises(DataError, match=rf"entry 'song00001'.*key 'X'.*chunk.*X/c/0/0.*crc32c"):
+    with pytest.raises(DataError, match=r"entry 'song00001'.*key 'X'.*chunk.*X/c/0/0.*crc32c"):
         corpus.read_windows([e], [lo + 3], 8)
     # the neighbouring chunk and the other key are intact
     np.testing.assert_array_equal(corpus.read_windows([e], [lo - 8], 8)["X"][0], truth["song00001"]["X"][lo - 8 : lo])

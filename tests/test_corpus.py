@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import threading
 from pathlib import Path
@@ -252,7 +251,7 @@ def test_concurrent_reads_identical(corpus_path: Path, truth: dict) -> None:
         t.join()
     assert not errors
     assert len(results) == 4 * len(batches)
-    for (t, j), out in results.items():
+    for (_t, j), out in results.items():
         for k in ("X", "Y", "Z"):
             np.testing.assert_array_equal(out[k], expected[j][k])
     _check(c, truth, *batches[0], n, expected[0])

@@ -1,6 +1,14 @@
 """Deterministic splits of entry names (zarrmux.splits)."""
 
+import pickle
+from pathlib import Path
+
+import numpy as np
 import pytest
+
+import zarrmux
+from zarrmux.exceptions import CorpusError
+from zarrmux.testing import make_npz_archives
 
 from zarrmux.exceptions import PescadorError
 from zarrmux.splits import side_of, split_names
@@ -60,14 +68,6 @@ def test_bad_seed_is_named():
 
 
 # ---------------------------------------------------------------- corpus views
-import pickle
-from pathlib import Path
-
-import numpy as np
-
-import zarrmux
-from zarrmux.exceptions import CorpusError
-from zarrmux.testing import make_npz_archives
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +124,9 @@ def test_select_by_names_and_predicate(corpus_dir: Path) -> None:
         odd = c.select(lambda name: int(name[-1]) % 2 == 1)
         assert odd.names == [n for n in c.names if int(n[-1]) % 2 == 1]
         with pytest.raises(CorpusError, match="'nope'"):
-            c.select(["nope"]).names
+            _ = c.select(["nope"]).names
         with pytest.raises(CorpusError, match="listed twice"):
-            c.select([c.names[0], c.names[0]]).names
+            _ = c.select([c.names[0], c.names[0]]).names
 
 
 def test_an_entry_knows_its_source_file_also_in_a_view(corpus_dir: Path) -> None:

@@ -22,7 +22,7 @@ def test_recorder_counts_batches_windows_and_times():
         return batch
 
     got = 0
-    for batch in rec.delivered(_batches(rec.timed(read), 5, 7), lambda b: len(b["X"])):
+    for _batch in rec.delivered(_batches(rec.timed(read), 5, 7), lambda b: len(b["X"])):
         got += 1
         time.sleep(0.01)  # the consumer's work
     st = rec.snapshot()

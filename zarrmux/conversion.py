@@ -81,7 +81,7 @@ import zarr
 
 from . import layout
 from . import shard_format as fmt
-from .exceptions import ConversionError, CorpusError, PescadorError
+from .exceptions import CorpusError, PescadorError
 from .sources import SourceEntry, SourceError, discover, open_reader, scan, source_checksum
 from .writer_lock import DestinationBusyError, InheritedFd, StoreIOError, WriterLock
 
@@ -337,7 +337,7 @@ def convert_unit(task: UnitTask, on_entry: Callable[[SourceEntry], None] | None 
             if task.on_error == "raise":
                 raise
             errors.append(str(err))
-            for key, w in writers.items():
+            for w in writers.values():
                 w.clear(start, entry.rows)
             continue
         nread += entry.nbytes

@@ -465,7 +465,7 @@ class Corpus:
         rid = {k: np.zeros(len(groups), dtype=np.int64) for k in keys}
         off = {k: np.zeros(len(groups), dtype=np.int64) for k in keys}
         rows = np.zeros(len(groups), dtype=np.int64)
-        for i, (name, arrs) in enumerate(groups):
+        for i, (_name, arrs) in enumerate(groups):
             for k in keys:
                 arr = arrs[k]
                 reader = ArrayReader(arr, f"{arr.path}", self._io)

@@ -279,7 +279,7 @@ class ExactWindows:
             if not self._verify(np.unique(ends[~done])) or not self.enabled:
                 return None
         shard = rows // r.shard_rows
-        for attempt in range(3):
+        for _attempt in range(3):
             view = self._maps.view  # holds this generation's mappings while we read
             if view is not None and (view.complete or (view.start[shard] >= 0).all()):
                 break
