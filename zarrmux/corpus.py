@@ -393,8 +393,8 @@ class Corpus:
         if "" in names:
             i = names.index("")
             obj = self._index_object(root, "name", i)
-            gone = " (that object is missing: deleted, or answered 404)" if self._absent([obj]) else ""
-            raise CorpusError(f"{what}: the entry at index position {i} has no name; index object {obj!r}{gone}: the index is damaged")
+            note = " (that object is missing: deleted, or answered 404)" if self._absent([obj]) else ""
+            raise CorpusError(f"{what}: the entry at index position {i} has no name; index object {obj!r}{note}: the index is damaged")
         bad = (starts < 0) | (rows < 0)
         if bad.any():
             i = int(np.argmax(bad))

@@ -25,10 +25,10 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -170,13 +170,13 @@ def run_demo(
         np.random.seed(seed)
         streams = [Streamer(sample_npz, str(p), n) for p in paths]
         mux = StochasticMux(streams, n_active=32, rate=16, random_state=seed)
-        it = buffer_stream(mux(), batch_size)
+        it = cast(Generator[dict[str, np.ndarray], None, None], buffer_stream(mux(), batch_size))
         return it, it.close
 
     def migration() -> tuple[Iterator[dict[str, np.ndarray]], Callable[[], Any]]:
         corpus = zarrmux.open_corpus(str(dest))
         mux = StochasticMux(corpus.streamers(n), n_active=32, rate=16, random_state=seed)
-        it = buffer_stream(mux(), batch_size)
+        it = cast(Generator[dict[str, np.ndarray], None, None], buffer_stream(mux(), batch_size))
 
         def close() -> None:
             it.close()

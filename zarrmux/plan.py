@@ -139,6 +139,11 @@ class Block:
         return len(self.entries)
 
 
+def fresh_seed() -> int:
+    """A seed from the OS's entropy, for ``seed=None`` (kept in the state, so a run can resume)."""
+    return int(np.random.SeedSequence().entropy) & ((1 << 63) - 1)  # type: ignore[arg-type]  # entropy is an int when drawn
+
+
 def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(check_int(name, value, minimum=minimum))
 
@@ -430,8 +435,6 @@ class WindowPlan:
         Distance between window starts in 'sequential' mode (default ``n``).
     drop_last : bool
         Drop the short last batch of an 'exhaustive' or 'sequential' epoch.
-    names : sequence of str, optional
-        Entry names, for messages.
 
     Raises
     ------
@@ -457,7 +460,6 @@ class WindowPlan:
         epoch_batches: int | None = None,
         hop: int | None = None,
         drop_last: bool = False,
-        names: Sequence[str] | None = None,
     ) -> None:
         self.n = _check_int("n", n, 1)
         self.batch_size = _check_int("batch_size", batch_size, 1)
@@ -472,14 +474,13 @@ class WindowPlan:
         if self.rank >= self.world_size:
             raise ConfigError(f"rank={rank!r} must be < world_size={world_size!r}")
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy) & ((1 << 63) - 1)
+            seed = fresh_seed()
         self.seed = _check_int("seed", seed, 0)
         if self.seed > _MASK64:
             raise ConfigError(f"seed={seed!r} must be < 2**64")
         self.drop_last = bool(drop_last)
         self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         n_entries = len(self.rows)
-        self.names = list(names) if names is not None else None
         if n_entries == 0:
             raise PescadorError("the corpus has no entries")
 
@@ -547,7 +548,7 @@ class WindowPlan:
         self._ahead_n = 1
 
         if mode == "sequential":
-            self.hop = self.n if hop is None else _check_int("hop", hop, 1)
+            self.hop: int | None = self.n if hop is None else _check_int("hop", hop, 1)
             per_entry = (self._share_rows - self.n) // self.hop + 1
             self._seq_cum = np.cumsum(per_entry)
             self._seq_first = self._seq_cum - per_entry  # epoch window number of each entry's first window
@@ -583,10 +584,9 @@ class WindowPlan:
             wcum = np.cumsum(w)
             self._wtotal = float(wcum[-1])
             self._wcum = wcum.tolist()
-            self._pos_of_entry = {int(e): i for i, e in enumerate(self.share)}
             self._last_pos = len(self.share) - 1
             self._binomial = dist == "binomial" and self.rate is not None
-            self._rate_m1 = None if self.rate is None else self.rate - 1
+            self._rate_m1 = 0.0 if self.rate is None else self.rate - 1  # (used only with a rate)
         self._fingerprint = self._make_fingerprint()
         self._order: np.ndarray | None = None
         self._order_epoch = -1
@@ -800,6 +800,7 @@ class WindowPlan:
                     if (w[p] if p >= 0 else 0.0) != old:  # the running sums change
                         self._slot_sums()
                         sw = self._slot_w
+                        assert sw is not None
                         picks = None
                         break
             if picks is not None or len(out) == len(u):

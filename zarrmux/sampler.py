@@ -200,7 +200,7 @@ class WindowSampler:
         n: int,
         *,
         batch_size: int,
-        n_active: int | None = REQUIRED,
+        n_active: int | None = REQUIRED,  # type: ignore[assignment]  # a sentinel that help() shows as required
         rate: float | None = 16.0,
         weights: Any = None,
         mode: str = "with_replacement",

@@ -66,7 +66,7 @@ import numpy as np
 from .exceptions import ConfigError
 from .params import REQUIRED, check_int, required
 from .global_stream import DATASET_FORMAT, GlobalStream, RankStream, parse_position_state, position_state
-from .plan import WindowPlan
+from .plan import WindowPlan, fresh_seed
 from .stats import COUNTERS, LoaderStats, StatsBoard, StatsRecorder
 
 __all__ = ["WindowDataset", "WindowLoader", "EpochDataset", "STATE_FORMAT"]
@@ -164,7 +164,7 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         n: int,
         *,
         batch_size: int,
-        n_active: int | None = REQUIRED,
+        n_active: int | None = REQUIRED,  # type: ignore[assignment]  # a sentinel that help() shows as required
         rate: float | None = 16.0,
         weights: Any = None,
         mode: str = "with_replacement",
@@ -217,7 +217,7 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         self.rank, self.world_size = rank, world_size
         self._seed_given = seed
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy) & ((1 << 63) - 1)
+            seed = fresh_seed()
         self.seed = seed
         epoch_batches = check_int("epoch_batches", epoch_batches, minimum=1, none=True)
         max_iter = check_int("max_iter", max_iter, minimum=1, none=True)
