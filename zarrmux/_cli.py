@@ -36,6 +36,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{v} must be >= {minimum}")
+        return v
+
+    return parse
+
+
+def seconds(text: str) -> float:
+    """An argparse ``type``: a number of seconds >= 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"{v} must be >= 0")
+    return v
+
+
+def positive_number(text: str) -> float:
+    """An argparse ``type``: a finite number > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"{v} must be > 0")
+    return v
+
+
 def add_verbose_option(parser: argparse.ArgumentParser) -> None:
     """Add ``-v/--verbose`` (count) to a subcommand: ``-v`` shows the ``zarrmux`` logger's info on stderr."""
     parser.add_argument(

@@ -7,38 +7,10 @@ import json
 import sys
 from typing import Any
 
-_EPILOG = """exit codes: 0 ok; 2 usage error (a bad parameter, or --plot without matplotlib);
-3 corrupt data; 4 not a zarrmux corpus / unreadable; 130 interrupted"""
+from ._cli import int_at_least, positive_number
+from .exit_codes import BAD_INPUT, FAILURES, INTERRUPTED, OK, STORE, USAGE, epilog, fail
 
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be > 0")
-    return v
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{v} must be >= 0")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"{v} must be > 0")
-    return v
+_EPILOG = epilog((OK, USAGE, BAD_INPUT, STORE, INTERRUPTED))
 
 
 def register(sub: Any) -> None:
@@ -53,16 +25,16 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("store", metavar="STORE", help="corpus path or URL")
-    p.add_argument("-n", "--window", dest="n", type=_positive_int, default=16, help="rows per window (default: %(default)s)")
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="windows per batch (default: %(default)s)")
-    p.add_argument("--n-active", type=_positive_int, default=32, help="entries active at a time (default: %(default)s)")
-    p.add_argument("--rate", type=_positive_float, default=16.0, help="expected windows per activation (default: %(default)s)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="reading threads (default: the sampler's)")
-    p.add_argument("--prefetch", type=_nonnegative_int, default=None, help="batches read ahead (default: the sampler's)")
+    p.add_argument("-n", "--window", dest="n", type=int_at_least(1), default=16, help="rows per window (default: %(default)s)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=32, help="windows per batch (default: %(default)s)")
+    p.add_argument("--n-active", type=int_at_least(1), default=32, help="entries active at a time (default: %(default)s)")
+    p.add_argument("--rate", type=positive_number, default=16.0, help="expected windows per activation (default: %(default)s)")
+    p.add_argument("--threads", type=int_at_least(1), default=None, help="reading threads (default: the sampler's)")
+    p.add_argument("--prefetch", type=int_at_least(0), default=None, help="batches read ahead (default: the sampler's)")
     p.add_argument("--keys", nargs="+", default=None, metavar="KEY", help="keys to read (default: all)")
-    p.add_argument("--seed", type=_nonnegative_int, default=0, help="sampling seed (default: %(default)s)")
-    p.add_argument("--seconds", type=_positive_float, default=10.0, help="how long to read (default: %(default)s)")
-    p.add_argument("--batches", type=_positive_int, default=None, help="stop after this many batches (before --seconds if sooner)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="sampling seed (default: %(default)s)")
+    p.add_argument("--seconds", type=positive_number, default=10.0, help="how long to read (default: %(default)s)")
+    p.add_argument("--batches", type=int_at_least(1), default=None, help="stop after this many batches (before --seconds if sooner)")
     p.add_argument("--json", action="store_true", help="print the parameters, statistics and timeline as JSON")
     p.add_argument("--plot", metavar="FILE.png", default=None, help="draw windows/s over time (needs matplotlib: zarrmux[plot])")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -71,7 +43,6 @@ def register(sub: Any) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .benchmark import bench_corpus, plot_timeline
-    from .exceptions import CorpusError, DataError, PescadorError
 
     bar = None
     if not args.quiet and not args.json and sys.stderr.isatty():
@@ -86,12 +57,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         if args.plot:
             plot_timeline(result, args.plot)
-    except CorpusError as exc:
-        return _fail(exc, 4)
-    except DataError as exc:
-        return _fail(exc, 3)
-    except (PescadorError, ValueError, ImportError) as exc:
-        return _fail(exc, 2)
+    except FAILURES as exc:
+        return fail(exc)
     finally:
         if bar is not None:
             bar.close()
@@ -106,7 +73,3 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"plot: {args.plot}")
     return 0
 
-
-def _fail(exc: Exception, code: int) -> int:
-    print(f"zarrmux: error: {exc}", file=sys.stderr)
-    return code

@@ -30,17 +30,13 @@ import json
 import sys
 from typing import Any
 
-from ._cli import add_verbose_option
-from .exceptions import ConversionError, CorpusError, SchedulerError
-from .writer_lock import DestinationBusyError, StoreIOError  # imports no zarr
+from ._cli import add_verbose_option, int_at_least, seconds
+from .exit_codes import FAILURES, INTERRUPTED, MISMATCH, OK, SKIPPED, epilog, fail
 
 #: the ``--codec auto`` threshold, from zarrmux.layout (not imported: it imports zarr, and
 #: the CLI parser must stay light); tests check the two agree
 AUTO_MIN_SAVING = 0.25
 
-EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_STORE, EXIT_SKIPPED, EXIT_SCHEDULER = 0, 1, 2, 3, 4, 5, 6
-EXIT_BUSY, EXIT_IO = 7, 8
-EXIT_INTERRUPTED = 130
 #: entry naming rules (zarrmux.sources.NAME_RULES; not imported: the parser stays light)
 NAME_RULES = ("strict", "sanitize", "relative")
 _NAMES_HELP = (
@@ -50,34 +46,7 @@ _NAMES_HELP = (
     "a/x, b/x). Names that still collide are refused. Use the same rule to rerun, append or verify"
 )
 
-_EPILOG = """exit codes: 0 ok; 1 verify mismatches; 2 usage error; 3 bad input (nothing partial left);
-4 destination is not a zarrmux corpus / damaged / incompatible; 5 converted but bad sources skipped;
-6 Dask scheduler unreachable; 7 destination busy (another convert is writing it); 8 I/O error
-(out of space: the store stays valid, rerun to resume); 130 interrupted (committed entries are kept)"""
-
-
-def _err(msg: str) -> None:
-    print(f"zarrmux: error: {msg}", file=sys.stderr)
-
-
-def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"{v} must be >= 0")
-    return v
-
-
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be > 0")
-    return v
+_EPILOG = epilog()
 
 
 def register(subparsers: Any) -> None:
@@ -100,8 +69,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--group", default="suffix", metavar="RULE",
                    help="NPY grouping: 'suffix' (song1_X.npy -> entry song1, key X; default), "
                         "'dir' (X/song1.npy), or a regex with named groups 'entry' and 'key'")
-    p.add_argument("--chunk-rows", type=_positive, help="rows per inner chunk (default: ~32 KiB of the key)")
-    p.add_argument("--shard-rows", type=_positive, help="rows per shard (default: ~32 MiB of the widest key)")
+    p.add_argument("--chunk-rows", type=int_at_least(1), help="rows per inner chunk (default: ~32 KiB of the key)")
+    p.add_argument("--shard-rows", type=int_at_least(1), help="rows per shard (default: ~32 MiB of the widest key)")
     p.add_argument("--codec", choices=("auto", "lz4", "zstd", "none"), default="auto",
                    help="'auto' (default): per key, measure blosc-lz4 on a sample of the sources (at most 1 MiB "
                         f"per key, from the start of the first 4 entries) and store the key uncompressed if lz4 saves less than "
@@ -109,13 +78,13 @@ def register(subparsers: Any) -> None:
                         "'lz4', 'zstd' (blosc, byte shuffle) or 'none' (uncompressed) force one codec for every key. "
                         "Appending keeps each key's stored codec (a forced codec must match it)")
     p.add_argument("--level", type=int, help="compression level of compressed keys (default: 5 for lz4, 3 for zstd)")
-    p.add_argument("--workers", type=_positive, help="parallel processes (default: number of cores)")
+    p.add_argument("--workers", type=int_at_least(1), help="parallel processes (default: number of cores)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on dask.distributed: tcp://host:8786 or 'local'")
     p.add_argument("--overwrite", action="store_true", help="replace entries whose name exists with different data")
     p.add_argument("--wait", action="store_true",
                    help="if another convert is writing DEST, wait until it is done instead of exiting with code 7 "
                         "(one writer at a time per corpus; readers are never blocked)")
-    p.add_argument("--wait-timeout", type=_seconds, metavar="SECONDS",
+    p.add_argument("--wait-timeout", type=seconds, metavar="SECONDS",
                    help="like --wait, but exit with code 7 after waiting SECONDS")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="'raise': stop at the first bad source (default); 'skip': list bad sources, convert the rest")
@@ -156,25 +125,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_verify)
 
 
-#: what a command's failure maps to, first match wins: the message is printed, never a traceback
-_EXIT_FOR: tuple[tuple[type[Exception], int], ...] = (
-    (ConversionError, EXIT_BAD_INPUT),
-    (DestinationBusyError, EXIT_BUSY),
-    (StoreIOError, EXIT_IO),
-    (CorpusError, EXIT_STORE),
-    (SchedulerError, EXIT_SCHEDULER),
-    (OSError, EXIT_IO),
-    (ValueError, EXIT_USAGE),
-)
-_FAILURES = tuple(cls for cls, _ in _EXIT_FOR)
-
-
-def _fail(exc: Exception) -> int:
-    """Print ``exc``'s message and return its documented exit code."""
-    _err(str(exc))
-    return next(code for cls, code in _EXIT_FOR if isinstance(exc, cls))
-
-
 def cmd_convert(args: argparse.Namespace) -> int:
     from .conversion import ConversionInterrupted, convert
 
@@ -199,9 +149,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
         )
     except ConversionInterrupted as exc:
         print(f"zarrmux: {exc}", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
-    except _FAILURES as exc:
-        return _fail(exc)
+        return INTERRUPTED
+    except FAILURES as exc:
+        return fail(exc)
     for e in report.errors:
         print(f"zarrmux: skipped: {e}", file=sys.stderr)
     if report.lz4_ratios and not args.quiet:
@@ -210,7 +160,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         )
         print(f"zarrmux: codec auto chose: {chosen}", file=sys.stderr)
     print(report.summary())
-    return EXIT_SKIPPED if report.errors else EXIT_OK
+    return SKIPPED if report.errors else OK
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -218,11 +168,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     try:
         d = info(args.store, entries=args.entries)
-    except _FAILURES as exc:
-        return _fail(exc)
+    except FAILURES as exc:
+        return fail(exc)
     if args.json:
         print(json.dumps(d, indent=2))
-        return EXIT_OK
+        return OK
     print(f"{d['store']}: {d['entries']} entries, {d['rows']} rows, {_codec_line(d)}")
     print(f"  stored {d['stored_bytes'] / 1e6:.2f} MB (index {d['index_bytes'] / 1e6:.2f} MB), decoded {d['decoded_bytes'] / 1e6:.2f} MB, ratio {d['ratio']}")
     for k, v in d["keys"].items():
@@ -236,7 +186,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         )
     if args.entries:
         _print_entries(d["entry_list"])
-    return EXIT_OK
+    return OK
 
 
 def _print_entries(entries: list[dict[str, Any]]) -> None:
@@ -272,12 +222,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     try:
         problems = verify(args.store, args.sources or None, group=args.group, names=args.names)
-    except _FAILURES as exc:
-        return _fail(exc)
+    except FAILURES as exc:
+        return fail(exc)
     for m in problems:
         print(f"MISMATCH {m}")
     if problems:
         print(problems.summary(args.store), file=sys.stderr)
-        return EXIT_MISMATCH
+        return MISMATCH
     print(problems.summary(args.store))
-    return EXIT_OK
+    return OK

@@ -30,7 +30,7 @@ import os
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from .remote_io import (
     Requests,
     warn_rangeless,
 )
+
+if TYPE_CHECKING:
+    from obstore.store import ClientConfig  # a TypedDict of obstore's stubs, not importable at runtime
 
 __all__ = ["ByteRequest", "LocalIO", "ObstoreIO", "StoreIO", "coalesce", "make_io"]
 
@@ -83,7 +86,7 @@ class LocalIO:
         arr = self.map_file(key)
         if arr is None:
             return None
-        mv = memoryview(arr)
+        mv = arr.data  # a 1-d uint8 view of the map, as memoryview(arr)
         with self._lock:
             self._maps[key] = mv
             while len(self._maps) > self.max_maps:
@@ -126,7 +129,7 @@ class LocalIO:
         out: list[Any] = [None] * len(reqs)
         maps: dict[str, memoryview | None] = {}
         for i, r in enumerate(reqs):
-            mv = maps.get(r.key, False)
+            mv: memoryview | None | Literal[False] = maps.get(r.key, False)
             if mv is False:
                 mv = maps[r.key] = self._mapped(r.key)
             if mv is None:
@@ -434,7 +437,7 @@ class StoreIO:
         held: dict[str, memoryview | None] = {}
         out: list[Any] = []
         for r in reqs:
-            data = held.get(r.key, False)
+            data: memoryview | None | Literal[False] = held.get(r.key, False)
             if data is False:
                 data = held[r.key] = WHOLE_OBJECTS.get(self.url_of(r.key))
             if data is None:
@@ -479,7 +482,7 @@ class ObstoreIO(StoreIO):
 
         from obstore.store import HTTPStore
 
-        client = dict(getattr(ostore, "client_options", None) or {})
+        client = cast("ClientConfig", dict(getattr(ostore, "client_options", None) or {}))
         client.setdefault("timeout", f"{int(self.requests.config.timeout * 1000) + 5000}ms")
         try:
             return HTTPStore.from_url(

@@ -85,9 +85,10 @@ def fetch_stored(items: Sequence[tuple[ArrayReader, int]]) -> list[Any]:
             s = c // reader.chunks_per_shard
             idx = indexes.get((reader.uid, s))
             if idx is None:  # evicted by another thread meanwhile: read it again
-                idx = indexes[(reader.uid, s)] = reader.cached_index(s)
+                idx = reader.cached_index(s)
                 if idx is None:
-                    idx = indexes[(reader.uid, s)] = reader.load_index(s)
+                    idx = reader.load_index(s)
+                indexes[(reader.uid, s)] = idx
             req = reader.chunk_request(idx, c)
             if req is not None:
                 requests[reader.io].append((j, reader, c, req))

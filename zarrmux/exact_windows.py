@@ -97,7 +97,7 @@ class _View:
         hi = int((maps.base + maps.limit)[mapped].max())
         span = (ctypes.c_char * (hi - lo)).from_address(lo)
         # one element per possible row start: a gather copies each row with one memcpy
-        self.rows = np.ndarray((hi - lo - row_bytes + 1,), dtype=np.dtype((np.void, row_bytes)), buffer=span, strides=(1,))
+        self.rows = np.ndarray((hi - lo - row_bytes + 1,), dtype=np.dtype((np.void, row_bytes)), buffer=memoryview(span), strides=(1,))
         #: per shard: where its chunk data starts and ends in ``rows`` (-1, -1: not mapped)
         self.start = np.where(mapped, maps.base - lo, -1)
         self.end = np.where(mapped, maps.base - lo + maps.limit, -1)

@@ -64,7 +64,7 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 __all__ = [
@@ -454,7 +454,7 @@ class Requests:
             self._gate_loop = loop
         return self._gate
 
-    def run(self, coro: Awaitable[Any]) -> Any:
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run ``coro`` on zarr's event loop and wait for it; :meth:`close` interrupts the wait."""
         from zarr.core.sync import _get_loop
 
@@ -463,7 +463,7 @@ class Requests:
         if self._closed:
             getattr(coro, "close", lambda: None)()
             raise CorpusError(f"cannot read from {self.url_of('')}: the reader is closed")
-        fut = asyncio.run_coroutine_threadsafe(coro, _get_loop())  # type: ignore[arg-type]
+        fut = asyncio.run_coroutine_threadsafe(coro, _get_loop())
         with self._lock:
             self._futures[fut] = threading.get_ident()
         try:

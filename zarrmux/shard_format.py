@@ -281,7 +281,7 @@ def shard_encoder(arr: Any, trailing: tuple[int, ...]) -> tuple[int, Any, bool] 
     writes.  Anything else (big-endian data, other codecs) returns ``None``:
     zarr writes it.
     """
-    from zarr.codecs import ShardingCodec
+    from zarr.codecs import BloscCodec, ShardingCodec
     from zarr.codecs.sharding import ShardingCodecIndexLocation
 
     md = arr.metadata
@@ -297,7 +297,8 @@ def shard_encoder(arr: Any, trailing: tuple[int, ...]) -> tuple[int, Any, bool] 
     dtype = arr.dtype.to_native_dtype() if hasattr(arr.dtype, "to_native_dtype") else arr.dtype
     if np.dtype(dtype).byteorder == ">":
         return None
-    blosc = sc.codecs[1]._blosc_codec if info.compressor == "blosc" else None
+    second = sc.codecs[1] if info.compressor == "blosc" else None  # inner_codecs checked it is a BloscCodec
+    blosc = second._blosc_codec if isinstance(second, BloscCodec) else None
     return int(sc.chunk_shape[0]), blosc, info.crc
 
 

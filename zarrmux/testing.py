@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from . import layout
+
+if TYPE_CHECKING:
+    from zarr.storage import LocalStore
 
 __all__ = [
     "COUNTS_PATH",
@@ -67,7 +70,8 @@ def make_npz_archives(
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     paths = []
-    save = np.savez_compressed if compressed else np.savez
+    # Callable[..., None]: the entry's keys go as keyword arguments, which numpy's stubs take for allow_pickle
+    save: Callable[..., None] = np.savez_compressed if compressed else np.savez
     for i in range(n_archives):
         rows = int(rng.integers(min_rows, max_rows + 1))
         path = directory / f"{prefix}{i:05d}.npz"
@@ -98,6 +102,8 @@ def write_corpus(
         keys[k] = layout.KeySpec(a.dtype.str, tuple(a.shape[1:]), spec_rows)
     if shard_rows is None:
         shard_rows = layout.default_shard_rows([s.row_bytes for s in keys.values()], [s.chunk_rows for s in keys.values()])
+    import zarr
+
     root = layout.create_corpus(dest, keys, shard_rows=shard_rows, codec=codec, level=level)
     end = 0
     for name, arrays in entries.items():
@@ -105,6 +111,7 @@ def write_corpus(
         start = layout.shard_ceil(end, shard_rows)
         for k in keys:
             arr = root[k]
+            assert isinstance(arr, zarr.Array), f"{dest}/{k}: create_corpus made a group, not an array"
             arr.resize((start + rows, *keys[k].trailing_shape))
             arr[start : start + rows] = np.asarray(arrays[k])
         end = start + rows
@@ -149,7 +156,7 @@ def _delayed_store_class() -> Any:
         async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
             await asyncio.sleep(self.get_latency)
             proto = prototype or default_buffer_prototype()
-            fpath = os.path.join(str(self._store.root), *key.split("/"))
+            fpath = os.path.join(str(cast("LocalStore", self._store).root), *key.split("/"))
             try:
                 fd = os.open(fpath, os.O_RDONLY)
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
@@ -221,7 +228,7 @@ def _delay_handler(
     import time
     from http.server import SimpleHTTPRequestHandler
 
-    counts = counts or _Counts()
+    tally = counts or _Counts()  # a new name: the Handler's methods see it as _Counts, not _Counts | None
 
     class Handler(SimpleHTTPRequestHandler):
         """Static files with single-range ``Range`` support, no listings, ``delay`` s before each answer.
@@ -251,7 +258,7 @@ def _delay_handler(
 
         def do_GET(self) -> None:
             if self.path == COUNTS_PATH:
-                body = counts.json()
+                body = tally.json()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -265,15 +272,15 @@ def _delay_handler(
             rng = self.headers.get("Range") if ranges else None
             fpath = self.translate_path(self.path)
             if not os.path.isfile(fpath):
-                counts.add(self.path, False, 0)
+                tally.add(self.path, False, 0)
                 return super().do_GET()
             if flaky and re.search(flaky_paths, self.path):
-                n = counts.next()
+                n = tally.next()
                 if n % flaky == 0:
-                    counts.add(self.path + " (failed)", False, 0)
+                    tally.add(self.path + " (failed)", False, 0)
                     return self._fail(fpath, rng, (n // flaky) % 2 == 1)
             nbytes = send_range(self, fpath, rng) if rng else self._whole(fpath)
-            counts.add(self.path, not rng, nbytes)
+            tally.add(self.path, not rng, nbytes)
             return None
 
         def _whole(self, fpath: str) -> int:
@@ -437,7 +444,8 @@ async def _serve_async(root: str, delay: float, port: int, ready: Any, ranges: b
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
-    ready(site._server.sockets[0].getsockname()[1])
+    server = cast("asyncio.Server", site._server)  # set by start(): the loop's create_server
+    ready(server.sockets[0].getsockname()[1])
     await asyncio.Event().wait()
 
 
