@@ -241,13 +241,11 @@ def raw_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 
 def test_remote_exact_windows_fetch_what_the_windows_need(raw_dir: tuple[Path, dict], backend: str) -> None:
-    from zarrmux import remote_windows
-
     root, truth = raw_dir
     srv = Server(root)
     try:
-        c = open_corpus(f"{srv.base}/c.zarr", backend=backend, keys=["X"])
-        assert remote_windows.install(c) == ["X"]
+        c = open_corpus(f"{srv.base}/c.zarr", backend=backend, keys=["X"], exact_remote=True)
+        assert type(c._exact["X"]).__name__ == "RemoteWindows"
         reader = c._exact["X"].reader
         for n in (16, 5, 40, 64):  # within a chunk, across chunks (crc32c between), across shards
             rng = np.random.default_rng(n)

@@ -19,7 +19,7 @@ ahead, 16 threads), ``--seconds`` per run, and the table gives windows/s
 (median of ``--runs``), the ratio, and per window of the default run: requests
 sent, KiB fetched (the reader's ``io.stats``), and the server's CPU per
 request.  Rows "exact" read the uncompressed ``X`` as remote exact windows
-(:mod:`zarrmux.remote_windows`, installed on the corpus: one byte range per
+(:mod:`zarrmux.remote_windows`, ``open_corpus(url, exact_remote=True)``: one byte range per
 window) instead of whole chunks.  ``--remote-only`` runs this part only, ``--skip-remote`` the others.
 
 Workload (the standard one): 64 entries of ``X`` float32 ``(U[5000, 20000], 128)``
@@ -160,12 +160,10 @@ class Served:
 
 def timed(url: str, backend: str, seconds: float, seed: int, exact: bool, **kw: Any) -> dict[str, float]:
     """One run: windows/s over ``seconds`` (after the sampler's construction), and per window: requests, bytes."""
-    from zarrmux import remote_io, remote_windows
+    from zarrmux import remote_io
 
     remote_io.WHOLE_OBJECTS.clear()  # every run starts cold (servers without Range: downloads included)
-    corpus = zarrmux.open_corpus(url, backend=backend)
-    if exact:
-        remote_windows.install(corpus)
+    corpus = zarrmux.open_corpus(url, backend=backend, exact_remote=exact)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         s = WindowSampler(corpus, N, batch_size=BATCH, n_active=N_ACTIVE, rate=RATE, seed=seed, **kw)

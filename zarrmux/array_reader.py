@@ -430,7 +430,7 @@ class ArrayReader:
             return None
         if off == fmt.EMPTY or nb == fmt.EMPTY or nb > fmt.MAX_CHUNK_NBYTES:
             raise self.fault(c, f"bad shard index entry (offset {off}, nbytes {nb})")
-        bounds = self._bounds.get(s)
+        bounds = self.shard_bounds(s)
         if bounds is not None and (off < bounds[0] or off + nb > bounds[1]):
             raise self.fault(
                 c,
@@ -440,6 +440,10 @@ class ArrayReader:
         return ByteRequest(self.object_key(s), "range", off, nb)
 
     # -- checksums
+    def shard_bounds(self, s: int) -> tuple[int, int] | None:
+        """Where the chunk data of shard ``s`` lies in its object (``(lo, hi)`` bytes), once its index was read."""
+        return self._bounds.get(s)
+
     def verified_mask(self, chunks: np.ndarray) -> np.ndarray:
         """Which of ``chunks`` (an int array) this process has checked (:meth:`check_crc`, :meth:`mark_verified`)."""
         return (self._verified_bits[chunks >> 3] >> (chunks & 7).astype(np.uint8)) & 1 == 1

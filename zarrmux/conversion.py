@@ -92,7 +92,6 @@ __all__ = [
     "UnitResult",
     "plan_units",
     "convert_unit",
-    "EXIT_CODES",
     "StoreIOError",
     "DestinationBusyError",
     "ConversionInterrupted",
@@ -101,19 +100,6 @@ __all__ = [
 #: the ``zarrmux`` logger: ``codec='auto'`` logs the codec it chose per key at INFO
 log = logging.getLogger("zarrmux")
 
-#: documented exit codes of ``zarrmux convert`` / ``info`` / ``verify``
-EXIT_CODES = {
-    0: "success",
-    1: "verify found mismatches",
-    2: "usage error (bad command-line arguments or option values)",
-    3: "bad input: a source could not be converted; nothing partial is left",
-    4: "destination/store problem: not a zarrmux corpus, unreadable, damaged metadata, or incompatible options",
-    5: "converted, but some bad sources were skipped (--on-error skip)",
-    6: "the Dask scheduler (--scheduler) cannot be reached",
-    7: "the destination is being written by another convert (one writer at a time; --wait waits)",
-    8: "I/O error writing the corpus (out of space, file too large, EIO, a worker killed); committed entries are kept",
-    130: "interrupted (Ctrl-C); committed entries are kept, rerun to resume",
-}
 
 
 #: bytes read per ``readinto`` call (bounds the temporary of deflated members)
@@ -318,7 +304,7 @@ def convert_unit(task: UnitTask, on_entry: Callable[[SourceEntry], None] | None 
     root = zarr.open_group(task.dest, mode="r+")
     meta = layout.read_meta(root)
     writers = {
-        k: _ShardWriter(root[k], task.shard_rows, layout.store_dtype(spec.dtype), tuple(spec.trailing_shape))
+        k: _ShardWriter(layout.array_at(root, k), task.shard_rows, layout.store_dtype(spec.dtype), tuple(spec.trailing_shape))
         for k, spec in meta.keys.items()
     }
     records: list[layout.EntryRecord] = []
@@ -360,7 +346,7 @@ def _stored_bytes(root: zarr.Group, keys: Sequence[str]) -> int:
     total = 0
     for k in [*keys, *[f"{layout.INDEX_GROUP}/{f}" for f in layout.INDEX_FIELDS]]:
         try:
-            total += int(root[k].nbytes_stored())
+            total += int(layout.array_at(root, k).nbytes_stored())
         except Exception:  # noqa: BLE001 - a store that cannot list: report 0
             pass
     return total
@@ -443,7 +429,7 @@ def _create(
 def _trim(root: zarr.Group, meta: layout.CorpusMeta) -> None:
     """Shrink data arrays to the committed end, deleting shards written by uncommitted units."""
     for k, spec in meta.keys.items():
-        arr = root[k]
+        arr = layout.array_at(root, k)
         if arr.shape[0] > meta.rows_allocated:
             arr.resize((meta.rows_allocated, *spec.trailing_shape))
 
@@ -614,11 +600,14 @@ def _run_pool(tasks: Sequence[UnitTask], workers: int, lock: WriterLock | None =
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
+    from multiprocessing.context import BaseContext
 
     # zarr's async machinery is not fork-safe: a forkserver that has only *imported* zarr is.
+    ctx: BaseContext
     try:
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["zarrmux.conversion"])
+        forkserver = mp.get_context("forkserver")
+        forkserver.set_forkserver_preload(["zarrmux.conversion"])
+        ctx = forkserver
     except ValueError:  # pragma: no cover - platforms without forkserver
         ctx = mp.get_context("spawn")
     alive_r, alive_w = os.pipe()  # workers watch alive_r; only this process holds alive_w
@@ -983,7 +972,7 @@ def _convert_locked(
     report.units = len(tasks)
     if tasks:
         for k, spec in meta.keys.items():
-            root[k].resize((tasks[-1].end, *spec.trailing_shape))
+            layout.array_at(root, k).resize((tasks[-1].end, *spec.trailing_shape))
 
     bar = _Progress(progress, len(todo), sum(e.nbytes for e in todo))
     finished: dict[int, UnitResult] = {}

@@ -14,7 +14,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import Any
+from typing import Any, Literal, Self
 
 from .exceptions import PescadorError
 
@@ -100,13 +100,13 @@ class Streamer:
         #: the running iterator; set only on an activated copy
         self.stream_: Iterator[Any] | None = None
 
-    def __copy__(self) -> "Streamer":
+    def __copy__(self) -> Self:
         cls = self.__class__
         result = cls.__new__(cls)
         result.__dict__.update(self.__dict__)
         return result
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "Streamer":
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
         cls = self.__class__
         result = cls.__new__(cls)
         memo[id(self)] = result
@@ -115,7 +115,7 @@ class Streamer:
             d[k] = _copy_attr(v, memo)
         return result
 
-    def __enter__(self, *args: Any, **kwargs: Any) -> "Streamer":
+    def __enter__(self, *args: Any, **kwargs: Any) -> Self:
         if self.is_activated_copy:
             return self
         active = self.__deepcopy__({})  # == copy.deepcopy(self), without its dispatch
@@ -123,7 +123,7 @@ class Streamer:
         self.active_count_ += 1
         return active
 
-    def __exit__(self, *exc: Any) -> bool:
+    def __exit__(self, *exc: Any) -> Literal[False]:
         if not self.is_activated_copy:
             self.active_count_ -= 1
             if self.active_count_ < 0:

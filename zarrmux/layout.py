@@ -125,6 +125,8 @@ __all__ = [
     "shard_ceil",
     "store_dtype",
     "open_parts",
+    "array_at",
+    "group_at",
     "array_dtype",
     "array_disagreement",
     "IncompleteCorpusError",
@@ -404,6 +406,43 @@ def _store_name(root: zarr.Group) -> str:
     return str(root.store).rstrip("/")
 
 
+def _node_name(group: zarr.Group, path: str) -> str:
+    prefix = f"{group.path}/" if group.path else ""
+    return f"{_store_name(group)}/{prefix}{path}"
+
+
+def array_at(group: zarr.Group, path: str) -> zarr.Array:
+    """The array at ``path`` under ``group`` (zarr's ``group[path]``, typed).
+
+    Raises
+    ------
+    KeyError
+        When nothing is stored at ``path`` (as ``group[path]`` does).
+    CorpusError
+        When ``path`` holds a group, naming its ``zarr.json``.
+    """
+    node = group[path]
+    if not isinstance(node, zarr.Array):
+        raise CorpusError(f"{_node_name(group, path)}/zarr.json: expected an array, found a group")
+    return node
+
+
+def group_at(group: zarr.Group, path: str) -> zarr.Group:
+    """The group at ``path`` under ``group`` (zarr's ``group[path]``, typed).
+
+    Raises
+    ------
+    KeyError
+        When nothing is stored at ``path`` (as ``group[path]`` does).
+    CorpusError
+        When ``path`` holds an array, naming its ``zarr.json``.
+    """
+    node = group[path]
+    if not isinstance(node, zarr.Group):
+        raise CorpusError(f"{_node_name(group, path)}/zarr.json: expected a group, found an array")
+    return node
+
+
 def open_parts(root: zarr.Group, meta: CorpusMeta | None = None, *, check: bool = True) -> dict[str, zarr.Array]:
     """Every array of the corpus (``{key: array}`` and ``{"index/<field>": array}``), checked.
 
@@ -560,12 +599,13 @@ def read_index(root: zarr.Group, n_entries: int | None = None) -> dict[str, np.n
     """The first ``n_entries`` (default: the committed count) rows of every index field."""
     if n_entries is None:
         n_entries = read_meta(root).n_entries
-    index = root[INDEX_GROUP]
+    index = group_at(root, INDEX_GROUP)
     out: dict[str, np.ndarray] = {}
     for fname in INDEX_FIELDS:
-        arr = index[fname]
+        arr = array_at(index, fname)
         out[fname] = np.asarray(arr[:n_entries]) if n_entries else np.empty(0, dtype=arr.dtype.to_native_dtype() if hasattr(arr.dtype, "to_native_dtype") else object)
-    journal = root.attrs.get(ATTR_KEY, {}).get("extra", {}).get(UPDATES_KEY)
+    attr: Any = root.attrs.get(ATTR_KEY, {})  # JSON; read_meta checked its shape
+    journal = attr.get("extra", {}).get(UPDATES_KEY)
     if journal:  # committed row updates whose index rows may not all be written yet
         for p, rec in journal.items():
             p = int(p)
@@ -589,7 +629,7 @@ def _write_index_rows(index: zarr.Group, rows: Mapping[int, EntryRecord]) -> Non
         else:
             runs.append([p])
     for fname in INDEX_FIELDS:
-        arr = index[fname]
+        arr = array_at(index, fname)
         if arr.shape[0] < positions[-1] + 1:
             arr.resize((positions[-1] + 1,))
         for run in runs:
@@ -623,7 +663,7 @@ def commit_entries(
     """
     meta = read_meta(root)
     n, k = meta.n_entries, len(records)
-    index = root[INDEX_GROUP]
+    index = group_at(root, INDEX_GROUP)
     pending = {int(p): EntryRecord(**r) for p, r in meta.extra.get(UPDATES_KEY, {}).items()}
     if pending:  # replay a journal left by a killed writer
         _write_index_rows(index, pending)
@@ -670,7 +710,7 @@ class EntryHasher:
         le = store_dtype(block.dtype)
         if block.dtype != le:
             block = block.astype(le)
-        self._h.update(memoryview(np.ascontiguousarray(block)).cast("B"))
+        self._h.update(np.ascontiguousarray(block).data.cast("B"))  # .data: the array's memoryview
 
     def hexdigest(self) -> str:
         return "sha256:" + self._h.hexdigest()

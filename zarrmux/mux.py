@@ -63,7 +63,7 @@ def _counter_view(counts: Any) -> Any:
         and counts.flags.c_contiguous
         and counts.flags.writeable
     ):
-        return memoryview(counts)
+        return counts.data  # the array's memoryview
     return counts
 
 
@@ -127,6 +127,11 @@ class BaseMux(core.Streamer):
         one): sequences are then zarrmux's own, still reproducible.
     """
 
+    #: the active streams; ``None`` until activated
+    streams_: list[Any] | None
+    #: items drawn from each active stream: a list, or an int array (ShuffledMux)
+    stream_counts_: Any
+
     def __init__(self, streamers: Iterable[Any], random_state: RandomLike = None) -> None:
         try:
             self.streamers: Any = [s if isinstance(s, core.Streamer) else core.Streamer(s) for s in streamers]
@@ -174,7 +179,7 @@ class BaseMux(core.Streamer):
 
     def _reset(self) -> None:
         """Clear the activation state."""
-        self.streams_: list[Any] | None = None
+        self.streams_ = None
 
     def iterate(self, max_iter: float | None = None) -> Iterator[Any]:
         """Yield items from the mux, handling exhaustion and replacement of streams.
@@ -190,6 +195,7 @@ class BaseMux(core.Streamer):
             available = mux._streamers_available
             next_index = mux._next_sample_index
             streams, counts = mux.streams_, _counter_view(mux.stream_counts_)
+            assert streams is not None, "an activated mux has its streams"
             while n < limit and available():
                 idx = next_index()
                 try:
@@ -198,6 +204,7 @@ class BaseMux(core.Streamer):
                     mux._on_stream_exhausted(idx)
                     mux._replace_stream(idx)
                     streams, counts = mux.streams_, _counter_view(mux.stream_counts_)
+                    assert streams is not None, "an activated mux has its streams"
                     continue
                 yield item
                 n += 1
@@ -307,14 +314,14 @@ class StochasticMux(BaseMux):
         low = 0 if self.dist == "constant" else 1
         if rate <= 0 or rate < low:
             raise PescadorError(f"rate={rate!r} must be > 0 (and >= 1 for dist={self.dist!r}), or None")
-        return rate
+        return cast(float, rate)  # any real number, kept as given (as pescador does)
 
     def _reset(self) -> None:
         self.distribution_ = np.zeros(self.n_streams)
         self.valid_streams_ = np.zeros(self.n_streams)
         self.streams_ = None
         self.stream_idxs_: Any = None
-        self.stream_counts_: Any = None
+        self.stream_counts_ = None
         self.stream_weights_: Any = None
         self.weight_norm_: Any = None
         self._draws: Draws | None = None
@@ -393,8 +400,7 @@ class StochasticMux(BaseMux):
         # BaseMux.iterate with both hooks inlined: the per-item path is one
         # draw, one bisection, one next()
         limit = math.inf if max_iter is None else max_iter
-        with self as active:
-            mux = cast(StochasticMux, active)
+        with self as mux:
             n = 0
             uniform = mux._draws.uniform  # type: ignore[union-attr]
             streams, counts, cdf, live = mux.streams_, _counter_view(mux.stream_counts_), mux._cdf, mux._live
@@ -529,7 +535,7 @@ class ShuffledMux(BaseMux):
     def _reset(self) -> None:
         self.streams_ = None
         self.stream_weights_: Any = None
-        self.stream_counts_: Any = None
+        self.stream_counts_ = None
         self.weight_norm_: Any = None
         self._draws: Draws | None = None
         self._cdf: list[float] = []
@@ -607,7 +613,7 @@ class RoundRobinMux(BaseMux):
         self.active_index_: Any = None
         self.streams_ = None
         self.stream_idxs_: Any = None
-        self.stream_counts_: Any = None
+        self.stream_counts_ = None
 
     def _setup_streams(self, permute: bool = False) -> None:
         self.active_index_ = 0
@@ -665,6 +671,10 @@ class ChainMux(BaseMux):
         For an invalid ``mode``.
     """
 
+    #: a ``Streamer`` over all the streamers; ``None`` until activated
+    chain_streamer_: Any
+    chain_generator_: Any
+
     def __init__(self, streamers: Iterable[Any], mode: str = "exhaustive", random_state: RandomLike = None) -> None:
         super().__init__(streamers, random_state=random_state)
         if mode not in CHAIN_MODES:
@@ -679,10 +689,10 @@ class ChainMux(BaseMux):
         self._new_stream()
 
     def _reset(self) -> None:
-        self.chain_streamer_: Any = None
-        self.chain_generator_: Any = None
+        self.chain_streamer_ = None
+        self.chain_generator_ = None
         self.streams_ = None
-        self.stream_counts_: Any = None
+        self.stream_counts_ = None
 
     def _streamers_available(self) -> bool:
         return bool(self.chain_streamer_.active)
@@ -773,9 +783,12 @@ class Mux(StochasticMux):
         )
 
     def _check_rate(self, rate: Any) -> float | None:
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not (0 < rate < math.inf):
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
             raise PescadorError(f"rate={rate!r} must be a finite number > 0")
-        return rate
+        value = cast(float, rate)  # any real number, kept as given (as pescador does)
+        if not (0 < value < math.inf):
+            raise PescadorError(f"rate={rate!r} must be a finite number > 0")
+        return value
 
     def _initial_stream_weights(self) -> np.ndarray:
         # 1.x started with zero weights; each activation sets its stream's weight

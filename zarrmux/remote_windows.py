@@ -26,13 +26,12 @@ What is checked
   transfer has checks of its own; :meth:`zarrmux.Corpus.verify` checks an
   entry's sha256).
 
-Until ``Corpus`` builds it for remote uncompressed keys, :func:`install`
-adds it to an open corpus.
+Because of that last point it is opt-in:
+``open_corpus(url, exact_remote=True)``; by default remote uncompressed keys
+are read through whole chunks, each checked.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 
@@ -40,7 +39,7 @@ from . import shard_format as fmt
 from .array_reader import ArrayReader
 from .byte_io import ByteRequest, LocalIO
 
-__all__ = ["RemoteWindows", "install", "supports"]
+__all__ = ["RemoteWindows", "supports"]
 
 
 def supports(reader: ArrayReader) -> bool:
@@ -123,7 +122,7 @@ class RemoteWindows:
                 return None  # an absent chunk: the chunk path says what it reads as
             lo = self.first + c0 * self.stride + (lr0 - c0 * cr) * rb
             hi = self.first + c1 * self.stride + (lr1 - c1 * cr + 1) * rb
-            bounds = r._bounds.get(s)
+            bounds = r.shard_bounds(s)
             if bounds is not None and hi > bounds[1]:
                 raise r.fault(s * r.chunks_per_shard + c1, "shard object is shorter than its index says")
             reqs.append(ByteRequest(r.object_key(s), "range", lo, hi - lo))
@@ -151,18 +150,3 @@ class RemoteWindows:
         a = out.view(r.store_dtype).reshape(B, n, *r.trailing)
         return a if a.dtype == r.dtype else a.astype(r.dtype)
 
-
-def install(corpus: Any) -> list[str]:
-    """Read the uncompressed keys of an open remote ``corpus`` as remote exact windows; the keys it applies to.
-
-    Stands in for the hook in ``Corpus._set_entries`` (a key whose one
-    array :func:`supports`: ``self._exact[k] = RemoteWindows(single)``).
-    """
-    corpus._load()
-    keys = []
-    for k, single in corpus._single.items():
-        if single is not None and k not in corpus._exact and supports(single):
-            corpus._exact[k] = RemoteWindows(single)
-            corpus._arena.pop(k, None)
-            keys.append(k)
-    return keys

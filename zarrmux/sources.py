@@ -310,7 +310,7 @@ def _expand(source: Any) -> list[tuple[str | None, str]]:
         return [(str(name), os.fspath(path))]
     s = os.fspath(source)
     if os.path.isdir(s):
-        found = []
+        found: list[tuple[str | None, str]] = []
         for dirpath, dirnames, filenames in os.walk(s):
             dirnames.sort()
             for f in sorted(filenames):
@@ -665,7 +665,7 @@ class _Reader:
         A big-endian source is byte-swapped in place after reading, so ``out``
         holds the source's values in the corpus's little-endian dtype.
         """
-        self.readinto(memoryview(out).cast("B"))
+        self.readinto(out.data.cast("B"))  # .data: the array's memoryview
         if self.swap:
             out.byteswap(inplace=True)
 

@@ -47,20 +47,6 @@ def _check_n(n: Any) -> int:
     return int(n)
 
 
-def _check_keys(corpus: Any, keys: Sequence[str] | str | None) -> tuple[str, ...] | None:
-    if keys is None:
-        return None
-    if isinstance(keys, str):
-        keys = (keys,)
-    available = tuple(corpus.keys)
-    for k in keys:
-        if k not in available:
-            from .corpus import UnknownKeyError
-
-            raise UnknownKeyError(f"key {k!r} is not in corpus {corpus.path!r}; available keys: {list(available)}")
-    return tuple(keys)
-
-
 def _windows(
     corpus: Any, position: int, rows: int, n: int, keys: tuple[str, ...] | None, rng: Any, readahead: int = 1
 ) -> Iterator[dict[str, np.ndarray]]:
@@ -139,7 +125,7 @@ def window_streamer(
         If a key is not in the corpus (a ``KeyError``).
     """
     n = _check_n(n)
-    sel = _check_keys(entry.corpus, keys)
+    sel = entry.corpus.check_keys(keys)
     if entry.rows < n:
         raise PescadorError(f"entry {entry.name!r} has {entry.rows} rows, fewer than n={n}")
     if isinstance(readahead, bool) or not isinstance(readahead, numbers.Integral) or readahead < 1:

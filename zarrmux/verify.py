@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import zarr
@@ -25,7 +25,11 @@ from .sources import SourceError, discover, scan, source_checksum
 __all__ = ["info", "verify", "Mismatch", "VerifyReport", "open_store"]
 
 
-def open_store(store: Any, mode: str = "r") -> zarr.Group:
+#: the access modes of :func:`zarr.open_group`
+OpenMode = Literal["r", "r+", "a", "w", "w-"]
+
+
+def open_store(store: Any, mode: OpenMode = "r") -> zarr.Group:
     """The root group of the corpus at ``store``; :class:`CorpusError` if there is none."""
     path = os.fspath(store) if isinstance(store, (str, os.PathLike)) else store
     if isinstance(path, str) and "://" not in path and not os.path.isdir(path):
