@@ -56,6 +56,7 @@ the entries' checksums, so reads cannot tell.
 
 from __future__ import annotations
 
+import logging
 import operator
 import os
 import threading
@@ -76,6 +77,9 @@ from .chunk_cache import DEFAULT_CACHE_BYTES, ChunkCache
 from .chunk_loader import load_chunks
 from .exceptions import ClosedError, ConfigError, CorpusError, DataError, UnknownKeyError
 from .params import check_int
+
+#: what is worth knowing but not an error
+log = logging.getLogger("zarrmux")
 
 __all__ = ["open_corpus", "is_remote", "Corpus", "Entry", "LazyArray", "UnknownKeyError", "DEFAULT_CACHE_BYTES"]
 
@@ -638,8 +642,8 @@ class Corpus:
                     close_io()
                 try:
                     self._root.store.close()
-                except Exception:
-                    pass
+                except Exception as exc:  # noqa: BLE001 - closing must not fail; say what went wrong
+                    log.debug("closing the store of corpus %r: %s: %s", self.path, type(exc).__name__, exc)
                 self._readers = []
                 self._arena, self._exact = {}, {}
             self._loaded = False
