@@ -167,10 +167,10 @@ def test_flaky_server_is_retried_same_batches(
 def test_hanging_server_times_out_naming_url_and_close_is_prompt(
     server: Server, corpus_dir: tuple[Path, dict], backend: str, settings: None
 ) -> None:
-    remote_io.configure(timeout=0.5)
+    remote_io.configure(timeout=2.0)  # far beyond an answer from the loopback server, even on a loaded machine
     c = open_corpus(f"{server.base}/c.zarr", backend=backend)
-    with pytest.raises(CorpusError, match=rf"{server.base}/c\.zarr/X/c/\d+/0 within 0\.5 s") as e:
-        c.read_windows([0], [0], N)
+    with pytest.raises(CorpusError, match=rf"{server.base}/c\.zarr/X/c/\d+/0 within 2(\.0)? s") as e:
+        c.read_windows([0], [0], N, keys=["X"])
     assert "timeout" in str(e.value)
     assert c._io.stats["timeouts"] == 1 and c._io.stats["retries"] == 0
     # readers waiting on a long timeout: interrupt() and close() end their waits at once

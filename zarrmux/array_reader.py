@@ -217,6 +217,17 @@ class ArrayReader:
         return self.chunk_rows * self.row_bytes
 
     @property
+    def stored_stride(self) -> int:
+        """Bytes between stored chunks of an uncompressed shard laid out contiguously (rows plus crc32c)."""
+        crc = self.codecs is not None and self.codecs.crc
+        return self.chunk_nbytes + (fmt.CRC_BYTES if crc else 0)
+
+    @property
+    def data_start(self) -> int:
+        """Where a shard's first chunk starts in its object (after the index when it comes first)."""
+        return 0 if self.index_at_end else self.index_nbytes
+
+    @property
     def uncompressed(self) -> bool:
         """Stored chunks are the raw rows (plus a crc32c): exact windows can be read without decoding."""
         return self.codecs is not None and self.codecs.compressor == "none"

@@ -77,7 +77,7 @@ def fetch_stored(items: Sequence[tuple[ArrayReader, int]]) -> list[Any]:
     by_reader: dict[ArrayReader, list[int]] = {}
     for reader, c in items:
         by_reader.setdefault(reader, []).append(c)
-    indexes = _load_indexes(by_reader)
+    indexes = load_indexes(by_reader)
     out: list[Any] = [None] * len(items)
     requests: dict[Any, list[tuple[int, ArrayReader, int, ByteRequest]]] = defaultdict(list)
     for j, (reader, c) in enumerate(items):
@@ -105,7 +105,7 @@ def fetch_stored(items: Sequence[tuple[ArrayReader, int]]) -> list[Any]:
     return out
 
 
-def _load_indexes(misses: dict[ArrayReader, list[int]]) -> dict[tuple[int, int], np.ndarray]:
+def load_indexes(misses: dict[ArrayReader, list[int]]) -> dict[tuple[int, int], np.ndarray]:
     """The shard indexes the missing chunks need ``{(uid, shard): index}``, read together."""
     reads: dict[Any, list[tuple[ArrayReader, int]]] = defaultdict(list)
     waits: list[tuple[ArrayReader, int, threading.Event]] = []

@@ -128,8 +128,8 @@ class ExactWindows:
         self.chunks_per_shard = reader.chunks_per_shard
         self.row_bytes = reader.row_bytes
         self.crc = reader.codecs.crc
-        self.stride = reader.chunk_nbytes + (fmt.CRC_BYTES if self.crc else 0)
-        self.first = 0 if reader.index_at_end else reader.index_nbytes
+        self.stride = reader.stored_stride
+        self.first = reader.data_start
         self.n_shards = max(1, -(-reader.shape[0] // reader.shard_rows))
         self._maps = _Maps(self.n_shards)
         self._lock = threading.Lock()

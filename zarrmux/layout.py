@@ -411,36 +411,27 @@ def _node_name(group: zarr.Group, path: str) -> str:
     return f"{_store_name(group)}/{prefix}{path}"
 
 
-def array_at(group: zarr.Group, path: str) -> zarr.Array:
-    """The array at ``path`` under ``group`` (zarr's ``group[path]``, typed).
+def _node_at(group: zarr.Group, path: str, kind: type[Any]) -> Any:
+    """The node at ``path`` under ``group`` (zarr's ``group[path]``) if it is a ``kind``.
 
-    Raises
-    ------
-    KeyError
-        When nothing is stored at ``path`` (as ``group[path]`` does).
-    CorpusError
-        When ``path`` holds a group, naming its ``zarr.json``.
+    Raises ``KeyError`` when nothing is stored at ``path`` (as ``group[path]``
+    does), :class:`CorpusError` naming its ``zarr.json`` when it is the other kind.
     """
     node = group[path]
-    if not isinstance(node, zarr.Array):
-        raise CorpusError(f"{_node_name(group, path)}/zarr.json: expected an array, found a group")
+    if not isinstance(node, kind):
+        other = "group" if kind is zarr.Array else "array"
+        raise CorpusError(f"{_node_name(group, path)}/zarr.json: expected an {'array' if kind is zarr.Array else 'group'}, found a{'' if other == 'group' else 'n'} {other}")
     return node
+
+
+def array_at(group: zarr.Group, path: str) -> zarr.Array:
+    """The array at ``path`` under ``group`` (typed; see :func:`_node_at`)."""
+    return _node_at(group, path, zarr.Array)
 
 
 def group_at(group: zarr.Group, path: str) -> zarr.Group:
-    """The group at ``path`` under ``group`` (zarr's ``group[path]``, typed).
-
-    Raises
-    ------
-    KeyError
-        When nothing is stored at ``path`` (as ``group[path]`` does).
-    CorpusError
-        When ``path`` holds an array, naming its ``zarr.json``.
-    """
-    node = group[path]
-    if not isinstance(node, zarr.Group):
-        raise CorpusError(f"{_node_name(group, path)}/zarr.json: expected a group, found an array")
-    return node
+    """The group at ``path`` under ``group`` (typed; see :func:`_node_at`)."""
+    return _node_at(group, path, zarr.Group)
 
 
 def open_parts(root: zarr.Group, meta: CorpusMeta | None = None, *, check: bool = True) -> dict[str, zarr.Array]:

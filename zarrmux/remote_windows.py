@@ -65,8 +65,8 @@ class RemoteWindows:
         self.rows_per_chunk = reader.chunk_rows
         self.row_bytes = reader.row_bytes
         self.crc = reader.codecs.crc
-        self.stride = reader.chunk_nbytes + (fmt.CRC_BYTES if self.crc else 0)
-        self.first = 0 if reader.index_at_end else reader.index_nbytes
+        self.stride = reader.stored_stride
+        self.first = reader.data_start
         #: False once a shard turned out not to be contiguous: the key goes through the chunk path
         self.enabled = True
         #: bytes mapped from local files (none: the byte reader counts what it fetches)
@@ -74,10 +74,10 @@ class RemoteWindows:
         self._contiguous: set[int] = set()
 
     def _indexes(self, shards: list[int]) -> dict[int, np.ndarray] | None:
-        from .chunk_loader import _load_indexes
+        from .chunk_loader import load_indexes
 
         r = self.reader
-        got = _load_indexes({r: [s * r.chunks_per_shard for s in shards]})
+        got = load_indexes({r: [s * r.chunks_per_shard for s in shards]})
         out = {}
         for s in shards:
             idx = got[(r.uid, s)]
