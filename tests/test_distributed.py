@@ -169,7 +169,7 @@ def test_bounded_in_flight_and_graph_carries_only_path_and_plan(client: Any, pat
     from zarrmux import distributed as zd
 
     with _sampler(path, scheduler=client, max_iter=30, batches_per_task=2, prefetch=3) as s:
-        assert s._spec == (path, None, s.corpus.cache_bytes, None, "auto")
+        assert s._spec == zd.CorpusSpec(path, None, s.corpus.cache_bytes, None, "auto", None, False)
         seen = 0
         for _ in s:
             stream = s._stream
@@ -354,3 +354,22 @@ def test_workers_read_a_url_with_the_trainers_backend(client: Any, path: str, ba
     finally:
         server.terminate()
         server.wait()
+
+
+def test_dask_workers_read_a_corpus_view(tmp_path) -> None:
+    """A split's view travels to the workers as its entries (a CorpusSpec), not as the whole corpus."""
+    import zarrmux
+    from zarrmux import distributed as zd
+    from zarrmux.testing import make_npz_archives
+
+    zarrmux.convert(make_npz_archives(tmp_path / "a", 8, min_rows=80, max_rows=120, features=3, seed=4), tmp_path / "c.zarr")
+    with zarrmux.open_corpus(tmp_path / "c.zarr") as c:
+        view = c.split({"a": 0.5, "b": 0.5}, seed=1)["b"]
+        spec = zd.corpus_spec(view)
+        assert spec.entries == tuple(view.names) and hash(spec) == hash(zd.corpus_spec(view))
+        kw = dict(batch_size=3, n_active=2, seed=0, max_iter=6)
+        with zarrmux.WindowSampler(view, 8, **kw) as local:
+            want = list(local)
+        with zarrmux.WindowSampler(view, 8, scheduler="local", **kw) as dask_sampler:
+            got = list(dask_sampler)
+    _same(got, want)

@@ -34,7 +34,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -50,6 +50,8 @@ __all__ = [
     "get_client",
     "run_tasks",
     "read_task",
+    "CorpusSpec",
+    "corpus_spec",
     "worker_corpus",
     "TaskStream",
 ]
@@ -214,13 +216,34 @@ def run_tasks(
 
 
 # ---------------------------------------------------------------------- sampler tasks
-#: open corpora of this (worker) process: ``(target, keys, cache_bytes, storage options) -> Corpus``
-_CORPORA: dict[tuple[Any, ...], Any] = {}
+class CorpusSpec(NamedTuple):
+    """What a worker needs to open a corpus itself (hashable: workers keep one open corpus per spec)."""
+
+    target: str  #: path or URL
+    keys: tuple[str, ...] | None
+    cache_bytes: int
+    storage_options: tuple[tuple[str, Any], ...] | None  #: sorted items
+    backend: str
+    entries: tuple[str, ...] | None  #: a corpus view's entries (Corpus.split / select)
+    exact_remote: bool
+
+    def open(self) -> Any:
+        from .corpus import open_corpus
+
+        return open_corpus(
+            self.target, keys=self.keys, cache_bytes=self.cache_bytes,
+            storage_options=dict(self.storage_options) if self.storage_options else None,
+            backend=self.backend, entries=self.entries, exact_remote=self.exact_remote,
+        )
+
+
+#: open corpora of this (worker) process, one per spec
+_CORPORA: dict[CorpusSpec, Any] = {}
 _CORPORA_LOCK = threading.Lock()
 
 
-def corpus_spec(corpus: Any) -> tuple[Any, ...]:
-    """What a worker needs to open ``corpus`` itself: ``(path_or_url, keys, cache_bytes, storage_options, backend)``.
+def corpus_spec(corpus: Any) -> CorpusSpec:
+    """What a worker needs to open ``corpus`` itself: its path or URL and every option (a :class:`CorpusSpec`).
 
     Raises
     ------
@@ -236,26 +259,27 @@ def corpus_spec(corpus: Any) -> tuple[Any, ...]:
             f"not a store object ({type(target).__name__})"
         )
     opts = state.get("storage_options")
-    return (target, state.get("keys"), int(state["cache_bytes"]), tuple(sorted(opts.items())) if opts else None, state.get("backend", "auto"))
+    keys, entries = state.get("keys"), state.get("entries")
+    return CorpusSpec(
+        target, tuple(keys) if keys is not None else None, int(state["cache_bytes"]),
+        tuple(sorted(opts.items())) if opts else None, state.get("backend", "auto"),
+        tuple(entries) if entries is not None else None, bool(state.get("exact_remote", False)),
+    )
 
 
-def worker_corpus(spec: tuple[Any, ...]) -> Any:
+def worker_corpus(spec: CorpusSpec) -> Any:
     """The open corpus for ``spec`` (from :func:`corpus_spec`), opened once per process and reused."""
     c = _CORPORA.get(spec)
     if c is None:
         with _CORPORA_LOCK:
             c = _CORPORA.get(spec)
             if c is None:
-                from .corpus import open_corpus
-
-                target, keys, cache_bytes, opts, backend = spec
-                c = open_corpus(target, keys=keys, cache_bytes=cache_bytes, storage_options=dict(opts) if opts else None, backend=backend)
-                _CORPORA[spec] = c
+                c = _CORPORA[spec] = spec.open()
     return c
 
 
 def read_task(
-    spec: tuple[Any, ...], n: int, keys: tuple[str, ...] | None, slices: Sequence[tuple[np.ndarray, np.ndarray]]
+    spec: CorpusSpec, n: int, keys: tuple[str, ...] | None, slices: Sequence[tuple[np.ndarray, np.ndarray]]
 ) -> list[dict[str, np.ndarray]]:
     """One Dask task: the batches ``read_windows(entries, starts, n, keys)`` of a plan slice, on a worker.
 
@@ -265,7 +289,7 @@ def read_task(
     corpus = worker_corpus(spec)
     from .corpus import is_remote
 
-    if len(slices) > 1 and is_remote(spec[0]):
+    if len(slices) > 1 and is_remote(spec.target):
         # high-latency store: the batches' round trips overlap (local reads are GIL-bound: one by one)
         return list(_remote_pool().map(lambda s: corpus.read_windows(s[0], s[1], n, keys), slices))
     return [corpus.read_windows(entries, starts, n, keys) for entries, starts in slices]
@@ -316,7 +340,7 @@ class TaskStream:
     def __init__(
         self,
         client: Any,
-        spec: tuple[Any, ...],
+        spec: CorpusSpec,
         n: int,
         keys: tuple[str, ...] | None,
         blocks: Iterable[Any],
