@@ -692,7 +692,7 @@ class _Reader:
         self.close()
 
 
-def iter_blocks(m: Member, block_bytes: int = 8 << 20, *, check_end: bool = True) -> Iterator[np.ndarray]:
+def iter_blocks(m: Member, block_bytes: int = 8 << 20) -> Iterator[np.ndarray]:
     """Yield consecutive row blocks of member ``m`` (fresh arrays of about ``block_bytes``).
 
     Blocks hold the source's values in the corpus dtype ``m.store_dtype``
@@ -709,8 +709,7 @@ def iter_blocks(m: Member, block_bytes: int = 8 << 20, *, check_end: bool = True
             r.read_values(block)
             yield block
             done += n
-        if check_end:
-            r.finish()
+        r.finish()
 
 
 def open_reader(m: Member) -> _Reader:
