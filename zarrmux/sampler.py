@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from .global_stream import (
 from .adaptive import AdaptiveStats, adaptive_map
 from .prefetch import prefetch_map
 from .stats import LoaderStats, StatsRecorder
+
+if TYPE_CHECKING:
+    from .corpus import Corpus
 
 #: what is worth knowing but not an error (entries skipped)
 log = logging.getLogger("zarrmux")
@@ -67,7 +70,7 @@ DEFAULT_REMOTE_THREADS = 16
 DEFAULT_BATCHES_PER_TASK = 16
 
 
-def read_block(corpus: Any, n: int, keys: Sequence[str] | None, entries: np.ndarray, starts: np.ndarray) -> dict[str, np.ndarray]:
+def read_block(corpus: "Corpus", n: int, keys: Sequence[str] | None, entries: np.ndarray, starts: np.ndarray) -> dict[str, np.ndarray]:
     """Read one planned batch: ``{key: array (len(entries), n, ...)}``.  Pure: no state but the corpus cache."""
     return corpus.read_windows(entries, starts, n, keys)
 
@@ -75,7 +78,7 @@ def read_block(corpus: Any, n: int, keys: Sequence[str] | None, entries: np.ndar
 class _Reader:
     """``read_block`` bound to a corpus, for the worker threads (a task is a ``Block`` or ``Step``)."""
 
-    def __init__(self, corpus: Any, n: int, keys: tuple[str, ...] | None) -> None:
+    def __init__(self, corpus: "Corpus", n: int, keys: tuple[str, ...] | None) -> None:
         self.corpus, self.n, self.keys = corpus, n, keys
 
     def __call__(self, blk: Any) -> dict[str, np.ndarray]:
@@ -238,7 +241,7 @@ class WindowSampler:
 
             corpus = open_corpus(corpus, keys=keys, cache_bytes=cache_bytes)
             self._owns_corpus = close_corpus is None or close_corpus
-        self.corpus = corpus
+        self.corpus: Corpus = corpus
         if keys is not None:
             keys = corpus.check_keys(keys)
         self.keys: tuple[str, ...] = tuple(keys) if keys is not None else tuple(corpus.keys)

@@ -27,13 +27,16 @@ import copy
 import numbers
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .core import Streamer
 from .exceptions import PescadorError
 from .util import RandomLike, get_rng, is_legacy_rng
+
+if TYPE_CHECKING:  # the streaming core imports no zarr at run time
+    from .corpus import Corpus, Entry
 
 __all__ = ["window_streamer", "streamers", "WindowStreamer", "DEFAULT_READAHEAD"]
 
@@ -48,7 +51,7 @@ def _check_n(n: Any) -> int:
 
 
 def _windows(
-    corpus: Any, position: int, rows: int, n: int, keys: tuple[str, ...] | None, rng: Any, readahead: int = 1
+    corpus: "Corpus", position: int, rows: int, n: int, keys: tuple[str, ...] | None, rng: Any, readahead: int = 1
 ) -> Iterator[dict[str, np.ndarray]]:
     """The generator behind a window streamer: endless windows of one entry, read ``readahead`` at a time."""
     span = rows - n + 1
@@ -72,7 +75,7 @@ class WindowStreamer(Streamer):
     successive activations continue the generator's sequence.
     """
 
-    def __init__(self, entry: Any, n: int, keys: tuple[str, ...] | None, rng: Any, readahead: int = 1) -> None:
+    def __init__(self, entry: "Entry", n: int, keys: tuple[str, ...] | None, rng: Any, readahead: int = 1) -> None:
         self.entry = entry
         super().__init__(_windows, entry.corpus, entry.position, int(entry.rows), n, keys, rng, readahead)
 
@@ -137,7 +140,7 @@ def window_streamer(
     return WindowStreamer(entry, n, sel, rng, int(readahead))
 
 
-def streamers(corpus: Any, n: int, **kwargs: Any) -> list[WindowStreamer]:
+def streamers(corpus: "Corpus", n: int, **kwargs: Any) -> list[WindowStreamer]:
     """One :func:`window_streamer` per entry with at least ``n`` rows (what ``corpus.streamers(n)`` should return).
 
     Entries shorter than ``n`` are skipped with one warning that counts them.
