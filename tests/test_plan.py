@@ -13,7 +13,8 @@ import plan_reference
 import pytest
 
 from zarrmux.exceptions import PescadorError
-from zarrmux.plan import DISTRIBUTIONS, MODES, WindowPlan, _Draws, _uniform_starts
+from zarrmux.philox import Draws, uniform_starts
+from zarrmux.plan import DISTRIBUTIONS, MODES, WindowPlan
 
 ROWS = [300, 120, 500, 64, 250, 410, 90, 333]
 
@@ -358,9 +359,9 @@ def fresh(seed: int = 4, counter: tuple[int, int, int] = (3, 1, 1)) -> np.random
     return np.random.Generator(np.random.Philox(key=seed, counter=[0, *counter]))
 
 
-def draws(count: int = 8, seed: int = 4, counter: tuple[int, int, int] = (3, 1, 1)) -> _Draws:
+def draws(count: int = 8, seed: int = 4, counter: tuple[int, int, int] = (3, 1, 1)) -> Draws:
     gen = fresh(seed, counter)
-    return _Draws(gen, gen.bit_generator.random_raw(count), 0, list(counter), seed)
+    return Draws(gen, gen.bit_generator.random_raw(count), 0, list(counter), seed)
 
 
 def test_draws_give_what_numpy_gives() -> None:
@@ -408,6 +409,6 @@ def test_uniform_starts_give_what_numpy_integers_gives() -> None:
         gens = [fresh(trial, (i, 2, 1)) for i in range(3)]
         expected = [g.integers(0, b.astype(np.int64)).tolist() for g, b in zip(gens, blocks)]
         ds = [draws(4, trial, (i, 2, 1)) for i in range(3)]
-        got = _uniform_starts(ds, [len(b) for b in blocks], spans, bound)
+        got = uniform_starts(ds, [len(b) for b in blocks], spans, bound)
         assert got.dtype == np.int64
         assert got.tolist() == list(itertools.chain.from_iterable(expected)), trial

@@ -80,11 +80,9 @@ entry sharding is kept for direct users of :class:`WindowPlan` only.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
-import sys
 import warnings
 from bisect import bisect_right
 from collections import deque
@@ -97,6 +95,7 @@ import numpy as np
 
 from .exceptions import ConfigError, PescadorError
 from .params import check_int, check_number
+from .philox import PHILOX_BUFFER_SIZE, TWO_M53, Draws, uniform_starts
 
 __all__ = ["WindowPlan", "Block", "MODES", "DISTRIBUTIONS", "STATE_FORMAT"]
 
@@ -111,10 +110,6 @@ _TAG_ORDER = 3
 #: the quota of a slot when ``rate`` is None: never deactivated
 _NO_QUOTA = 1 << 62
 _MASK64 = (1 << 64) - 1
-#: Philox's output buffer (4 words of 64 bits); ``buffer_pos`` at this value means empty
-_PHILOX_BUFFER_SIZE = 4
-_LOW32 = 0xFFFFFFFF
-_LITTLE = sys.byteorder == "little"
 #: most stochastic blocks planned at a time (see WindowPlan.next_block)
 _AHEAD = 32
 
@@ -146,262 +141,6 @@ def fresh_seed() -> int:
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(check_int(name, value, minimum=minimum))
-
-
-# ---------------------------------------------------------------------- draws
-#
-# Every random number is what numpy's ``Generator(Philox(...))`` of the block
-# (see "Randomness and state") gives, exactly as in the first version of this
-# module (kept in tests/plan_reference.py), so saved states resume the same.
-# Asking numpy for each of a block's few dozen small draws costs microseconds
-# of call overhead apiece, so a block draws the raw 64-bit outputs of its
-# Philox stream in one call and _Draws replays numpy's arithmetic on them
-# (doubles, binomial inversion, Lemire's bounded integers); anything else is
-# left to numpy itself.
-
-_TWO_M53 = 1.0 / 9007199254740992.0  # next_double(): (output >> 11) * 2**-53
-
-
-def _halves(a: np.ndarray) -> np.ndarray:
-    """The 32-bit halves of the uint64 array ``a``: low, high, low, high, ..."""
-    return a.view(np.uint32) if _LITTLE else a.astype("<u8").view("<u4")
-
-
-@functools.lru_cache(maxsize=1024)
-def _inversion(n: int, p: float) -> tuple[bool, float, float, float, int] | None:
-    """How numpy's ``binomial(n, p)`` (``n > 0``, ``0 < p <= 1``) draws by inversion.
-
-    Returns ``(flip, p', q', q'**n, bound)`` (``flip``: the result is ``n``
-    minus the inversion's count with success chance ``p'``), or None when
-    numpy would use its BTPE algorithm instead, or when its ``bound`` could
-    come out otherwise in C (a fused multiply-add could move a value within a
-    few ulps of an integer across it): then numpy draws.
-    """
-    if n > 1 << 53:
-        return None
-    flip = p > 0.5
-    if flip:
-        p = 1.0 - p
-    if not p * n <= 30.0:
-        return None
-    q = 1.0 - p
-    qn = math.exp(n * math.log(q))
-    np_ = n * p
-    b = np_ + 10.0 * math.sqrt(np_ * q + 1)
-    if abs(b - round(b)) <= 1e-9 * max(1.0, b):
-        return None
-    return flip, p, q, qn, int(min(n, b))
-
-
-class _Draws:
-    """The draws of one block, in the order its ``numpy.random.Generator`` would make them.
-
-    ``random()``, ``binomial(n, p)``, ``poisson(lam)`` and ``words(count)``
-    give what the generator's ``random()``, ``binomial(n, p)``,
-    ``poisson(lam)`` and ``bit_generator.random_raw(count)`` would at this
-    point of the stream.  They read the stream's outputs drawn in advance
-    (more are drawn when they run out); when numpy itself must draw (Poisson
-    quotas, binomials by BTPE, window spans of ``2**32`` or more), the
-    generator is first moved to the current point of the stream
-    (:meth:`to_generator`) and draws everything after that.
-
-    Parameters
-    ----------
-    gen : numpy.random.Generator
-        The block's generator, with its bit generator just after ``raw``.
-    raw : uint64 array
-        The stream's first outputs (a multiple of 4 of them).
-    start : int >= 0
-        How many of them are used already.
-    counter : list of int
-        The last three words of the block's Philox counter (the first is 0).
-    key : int
-        The Philox key (the seed).
-    """
-
-    __slots__ = ("gen", "raw", "vals", "start", "i", "counter", "key")
-
-    def __init__(self, gen: np.random.Generator, raw: np.ndarray, start: int, counter: list[int], key: int) -> None:
-        self.gen = gen
-        self.raw: np.ndarray | None = raw  # None once ``gen`` draws
-        self.vals: list[int] = raw[start:].tolist()  # the outputs from ``start`` on, as ints
-        self.start = start
-        self.i = start  # outputs used
-        self.counter = counter
-        self.key = key
-
-    def _more(self, count: int) -> None:
-        """Draw ``count`` (rounded up to a multiple of 4) more outputs in advance."""
-        more = self.gen.bit_generator.random_raw(-(-count // 4) * 4)
-        assert self.raw is not None
-        self.raw = np.concatenate([self.raw, more])
-        self.vals += more.tolist()
-
-    def next_raw(self) -> int:
-        """The next 64-bit output."""
-        if self.raw is None:
-            return int(self.gen.bit_generator.random_raw())
-        i = self.i
-        if i == len(self.raw):
-            self._more(4)
-        self.i = i + 1
-        return self.vals[i - self.start]
-
-    def random(self) -> float:
-        """The next double in ``[0, 1)``, as ``Generator.random()``."""
-        if self.raw is None:
-            return float(self.gen.random())
-        i = self.i
-        if i == len(self.raw):
-            self._more(4)
-        self.i = i + 1
-        return (self.vals[i - self.start] >> 11) * _TWO_M53
-
-    def binomial(self, n: int, p: float) -> int:
-        """As ``Generator.binomial(n, p)``: numpy's inversion algorithm when it applies."""
-        if n == 0 or p == 0.0:
-            return 0  # no draw
-        how = _inversion(n, p) if self.raw is not None and 0.0 < p <= 1.0 else None
-        if how is None:
-            self.to_generator()
-            return int(self.gen.binomial(n, p))
-        flip, p, q, qn, bound = how
-        x = 0
-        px = qn
-        u = self.random()
-        while u > px:
-            x += 1
-            if x > bound:
-                x = 0
-                px = qn
-                u = self.random()
-            else:
-                u -= px
-                px = ((n - x + 1) * p * px) / (x * q)
-        return n - x if flip else x
-
-    def random_array(self, count: int) -> np.ndarray:
-        """The next ``count`` doubles in ``[0, 1)``, as ``Generator.random(count)``."""
-        return (self.words(count) >> 11) * _TWO_M53
-
-    def poisson(self, lam: float) -> int:
-        """As ``Generator.poisson(lam)`` (numpy draws)."""
-        self.to_generator()
-        return int(self.gen.poisson(lam))
-
-    def words(self, count: int) -> np.ndarray:
-        """The next ``count`` 64-bit outputs (uint64), as ``bit_generator.random_raw(count)``."""
-        if self.raw is None:
-            return self.gen.bit_generator.random_raw(count)
-        i = self.i
-        if i + count > len(self.raw):
-            self._more(i + count - len(self.raw))
-        self.i = i + count
-        return self.raw[i : i + count]
-
-    def to_generator(self) -> None:
-        """Move the generator to the current point of the stream; it draws from now on.
-
-        Output ``j`` of a fresh Philox stream is word ``j % 4`` of the block
-        computed for counter word ``j // 4 + 1``, kept in a buffer until used.
-        """
-        if self.raw is None:
-            return
-        q, r = divmod(self.i, 4)
-        self.gen.bit_generator.state = {
-            "bit_generator": "Philox",
-            "state": {"counter": [q + (r > 0), *self.counter], "key": [self.key, 0]},
-            "buffer": self.raw[4 * q : 4 * q + 4].tolist() if r else [0, 0, 0, 0],
-            "buffer_pos": r if r else _PHILOX_BUFFER_SIZE,
-            "has_uint32": 0,
-            "uinteger": 0,
-        }
-        self.raw = None
-
-
-def _uniform_starts(draws: list[_Draws], sizes: list[int], spans: np.ndarray, bound: int | None) -> np.ndarray:
-    """The blocks' window starts: each block's ``integers(0, spans)``, concatenated (int64).
-
-    Parameters
-    ----------
-    draws : list of _Draws
-        One per block, each at the point of its stream where the starts are
-        drawn (with no 32-bit half pending: nothing has drawn 32-bit words).
-    sizes : list of int >= 0
-        Windows per block.
-    spans : uint64 array of values >= 1, of length ``sum(sizes)``
-        Number of valid starts of each window.
-    bound : int or None
-        An upper bound of ``spans`` if every span is known to lie in
-        ``[2, 2**32)`` (then the vectorised pass applies), else None.
-
-    Notes
-    -----
-    numpy's ``Generator.integers(0, high)`` with an array ``high`` draws each
-    value in turn with Lemire's method on 32-bit words: ``span == 1`` takes
-    no word; a span in ``[2, 2**32)`` takes a word ``x`` (the low, then the
-    high half of each 64-bit output) and gives ``(x * span) >> 32``, unless
-    ``(x * span) mod 2**32 < (2**32 - span) % span``: then ``x`` is rejected
-    and the next word tried.  Usually every span is in ``[2, 2**32)`` and no
-    word comes near rejection (every ``(x * span) mod 2**32 >= bound``, which
-    fails with odds about ``bound / 2**32`` per window): one vectorised pass
-    over all the blocks.  Otherwise the blocks concerned replay their words
-    one by one in Python (:func:`_uniform_starts_exact`), and spans of
-    ``2**32`` or more are left to numpy.
-    """
-    if not draws:
-        return np.zeros(0, dtype=np.int64)
-    if bound is not None:
-        raws = [d.words((n + 1) >> 1) for d, n in zip(draws, sizes)]
-        if all(not n & 1 for n in sizes):
-            words = _halves(np.concatenate(raws))
-        else:
-            words = np.concatenate([_halves(w)[:n] for w, n in zip(raws, sizes)])
-        m = _halves(words * spans)  # low and high halves of x * span
-        low, high = m[0::2], m[1::2]
-        if not len(low) or int(low.min()) >= bound:  # no word near rejection
-            return high.astype(np.int64)
-    out = np.empty(len(spans), dtype=np.int64)
-    o = 0
-    for i, (d, n) in enumerate(zip(draws, sizes)):
-        sp = spans[o : o + n]
-        if bound is not None:
-            if min(low[o : o + n].tolist(), default=bound) >= bound:
-                out[o : o + n] = high[o : o + n]
-            else:
-                out[o : o + n] = _uniform_starts_exact(d, sp.tolist(), _halves(raws[i]).tolist())
-        elif n and int(sp.max()) > _LOW32:
-            d.to_generator()
-            out[o : o + n] = d.gen.integers(0, sp.astype(np.int64))
-        else:
-            out[o : o + n] = _uniform_starts_exact(d, sp.tolist(), [])
-        o += n
-    return out
-
-
-def _uniform_starts_exact(draws: _Draws, spans: list[int], words: list[int]) -> list[int]:
-    """Lemire's bounded draws as numpy makes them, one by one (see :func:`_uniform_starts`).
-
-    ``spans`` are in ``[1, 2**32)``; ``words`` are the 32-bit words already
-    drawn (in order, possibly none); more are drawn as needed.
-    """
-    out = []
-    i = 0
-    for span in spans:
-        if span == 1:
-            out.append(0)
-            continue
-        threshold = (_LOW32 + 1 - span) % span
-        while True:
-            if i == len(words):
-                raw = draws.next_raw()
-                words += [raw & _LOW32, raw >> 32]
-            m = words[i] * span
-            i += 1
-            if m & _LOW32 >= threshold:
-                break
-        out.append(m >> 32)
-    return out
 
 
 class WindowPlan:
@@ -528,10 +267,10 @@ class WindowPlan:
         self._span = self._share_rows - self.n + 1  # number of valid starts per share entry
         self._span_u64 = self._span.astype(np.uint64)
         #: the largest span if every span is in [2, 2**32) (window starts take the vectorised
-        #: path of _uniform_starts), else None
-        self._span_bound = int(self._span.max()) if self._span.min() >= 2 and self._span.max() <= _LOW32 else None
+        #: path of uniform_starts), else None
+        self._span_bound = int(self._span.max()) if self._span.min() >= 2 and self._span.max() <= 0xFFFFFFFF else None
         #: outputs of a block's stream drawn in advance: its uniforms, the window starts'
-        #: words and a few more for refills (a multiple of 4, see _Draws)
+        #: words and a few more for refills (a multiple of 4, see Draws)
         B = self.batch_size
         self._raw_count = -(-(B + (B + 1) // 2 + 24) // 4) * 4
         #: generators, reset for every use (see _rng)
@@ -623,7 +362,7 @@ class WindowPlan:
             "bit_generator": "Philox",
             "state": {"counter": [0, block, epoch, (self.rank << 8) | tag], "key": [self.seed, 0]},
             "buffer": [0, 0, 0, 0],
-            "buffer_pos": _PHILOX_BUFFER_SIZE,  # empty
+            "buffer_pos": PHILOX_BUFFER_SIZE,  # empty
             "has_uint32": 0,
             "uinteger": 0,
         }
@@ -654,7 +393,7 @@ class WindowPlan:
         # about the outputs the epoch's first slots and quotas take (more are drawn if needed)
         count = k + 8 + {"with_replacement": k, "single_active": len(self.share)}.get(self.mode, 0)
         gen = self._rng(epoch, 0, _TAG_INIT)
-        rng = _Draws(gen, gen.bit_generator.random_raw(-(-count // 4) * 4), 0, [0, epoch, (self.rank << 8) | _TAG_INIT],
+        rng = Draws(gen, gen.bit_generator.random_raw(-(-count // 4) * 4), 0, [0, epoch, (self.rank << 8) | _TAG_INIT],
                      self.seed)
         if self.mode == "with_replacement":
             pos = [self._draw_pos(rng) for _ in range(k)]
@@ -672,11 +411,11 @@ class WindowPlan:
         self._slot_quota = [self._draw_quota(rng, self._w[p] / total if total > 0 else 1.0) for p in self._slot_pos]
 
     # ------------------------------------------------------------------ draws
-    def _draw_pos(self, rng: _Draws) -> int:
+    def _draw_pos(self, rng: Draws) -> int:
         """A share position drawn proportionally to the weights."""
         return min(bisect_right(self._wcum, rng.random() * self._wtotal), self._last_pos)
 
-    def _draw_quota(self, rng: _Draws, p: float) -> int:
+    def _draw_quota(self, rng: Draws, p: float) -> int:
         """Windows for a new activation whose chance among the active slots is ``p``."""
         if self._binomial and p <= 0.9999:  # the most common case first
             q = 1 - p
@@ -690,7 +429,7 @@ class WindowPlan:
             return 1 + int(rng.poisson(rate - 1))
         return 1 + int(rng.binomial(int((rate - 1) / (1 - p)), 1 - p))
 
-    def _replace(self, s: int, rng: _Draws, others: float) -> None:
+    def _replace(self, s: int, rng: Draws, others: float) -> None:
         """Refill slot ``s`` whose quota is used up (``others``: total weight of the other slots)."""
         old = self._slot_pos[s]
         if self.mode == "with_replacement":
@@ -761,12 +500,12 @@ class WindowPlan:
             self._slot_cum_arr = np.array(c[:last])
         return self._slot_cum_arr.searchsorted(u * c[-1], side="right").tolist()
 
-    def _plan_slots(self, draws: _Draws, u: np.ndarray, picks: list[int] | None) -> list[int]:
+    def _plan_slots(self, draws: Draws, u: np.ndarray, picks: list[int] | None) -> list[int]:
         """The share positions of the next block's windows (stochastic modes); advances the slots.
 
         Parameters
         ----------
-        draws : _Draws
+        draws : Draws
             The block's draws, just after its ``batch_size`` uniforms ``u``.
         u : float array
             The uniforms, one per window.
@@ -780,7 +519,7 @@ class WindowPlan:
         refilled (:meth:`_replace`) before the next window.  The slots of the
         remaining windows are found again only when a refill changes a slot's
         weight (with uniform weights: only at the end of an 'exhaustive'
-        epoch).  The window starts are drawn afterwards (:func:`_uniform_starts`).
+        epoch).  The window starts are drawn afterwards (:func:`uniform_starts`).
         """
         slot_pos, quota, w = self._slot_pos, self._slot_quota, self._w
         sw = self._slot_w
@@ -861,16 +600,16 @@ class WindowPlan:
         gens = [self._rng(epoch, batch + w, _TAG_BLOCK, w) for w in range(count)]
         raws = [gen.bit_generator.random_raw(self._raw_count) for gen in gens]
         # the blocks' uniforms (used here; the draws continue after them)
-        u_all = (np.concatenate(raws).reshape(count, -1)[:, :B] >> 11) * _TWO_M53
+        u_all = (np.concatenate(raws).reshape(count, -1)[:, :B] >> 11) * TWO_M53
         draws = [
-            _Draws(gen, raw, B, [batch + w, epoch, tagword], self.seed) for w, (gen, raw) in enumerate(zip(gens, raws))
+            Draws(gen, raw, B, [batch + w, epoch, tagword], self.seed) for w, (gen, raw) in enumerate(zip(gens, raws))
         ]
         if self._slot_w is None:
             self._slot_sums()
         version = self._sums_version
         picks_all = self._picks(u_all.reshape(-1)) if self._slot_cum[-1] > 0.0 else None
         planned = []  # (index, windows, last, state after) per block; None windows: dropped
-        kept: list[_Draws] = []  # the draws of the blocks kept
+        kept: list[Draws] = []  # the draws of the blocks kept
         sizes: list[int] = []
         positions: list[int] = []  # of all their windows
         for which, d in enumerate(draws):
@@ -888,7 +627,7 @@ class WindowPlan:
                 break
         pos_all = np.array(positions, dtype=np.intp)
         entries = self.share[pos_all]
-        starts = _uniform_starts(kept, sizes, self._span_u64[pos_all], self._span_bound)
+        starts = uniform_starts(kept, sizes, self._span_u64[pos_all], self._span_bound)
         o = 0
         for index, n, last, state in planned:
             if n is None:
