@@ -63,7 +63,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 
@@ -76,7 +75,8 @@ from .chunk_arena import ChunkArena, slots_for
 from .chunk_cache import DEFAULT_CACHE_BYTES, ChunkCache
 from .chunk_loader import load_chunks
 from .exceptions import ClosedError, ConfigError, CorpusError, DataError, UnknownKeyError
-from .params import check_int
+from .params import check_choice, check_int
+from .stores import BACKENDS, is_remote, open_root
 
 #: what is worth knowing but not an error
 log = logging.getLogger("zarrmux")
@@ -84,14 +84,7 @@ log = logging.getLogger("zarrmux")
 __all__ = ["open_corpus", "is_remote", "Corpus", "Entry", "LazyArray", "UnknownKeyError", "DEFAULT_CACHE_BYTES"]
 
 
-def is_remote(target: Any) -> bool:
-    """Whether a corpus target is high-latency: a URL other than ``file://``, or a store object
-    other than a ``LocalStore`` (the one rule the sampler's defaults and Dask workers follow)."""
-    if isinstance(target, os.PathLike):
-        return False
-    if isinstance(target, str):
-        return "://" in target and not target.startswith("file://")
-    return type(target).__name__ != "LocalStore"
+
 
 
 def open_corpus(
@@ -166,46 +159,6 @@ def open_corpus(
     return corpus
 
 
-#: URL schemes that obstore reads (``backend='auto'`` prefers it for these when installed)
-OBSTORE_SCHEMES = frozenset({"http", "https", "s3", "s3a", "gs", "az", "abfs", "abfss", "adl", "azure"})
-BACKENDS = ("auto", "obstore", "fsspec")
-
-
-def _obstore_available() -> bool:
-    try:
-        import obstore  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _url_store(url: str, backend: str, storage_options: dict[str, Any] | None) -> Any:
-    """The zarr store for a remote URL: a ``zarr.storage.ObjectStore`` (obstore) or the URL itself (fsspec)."""
-    scheme = urlparse(url).scheme.lower()
-    if backend == "fsspec" or (backend == "auto" and (scheme not in OBSTORE_SCHEMES or not _obstore_available())):
-        return url
-    try:
-        import obstore.store
-    except ImportError:
-        raise CorpusError(f"backend='obstore' needs obstore: pip install 'zarrmux[cloud]' (or pip install obstore), to read {url}") from None
-    from zarr.storage import ObjectStore
-
-    opts = dict(storage_options or {})
-    if scheme == "http":
-        client = dict(opts.pop("client_options", None) or {})
-        client.setdefault("allow_http", True)
-        opts["client_options"] = client
-    try:
-        ostore = obstore.store.from_url(url.rstrip("/"), **opts)
-    except Exception as exc:
-        raise CorpusError(f"cannot open {url} with obstore: {type(exc).__name__}: {exc}") from exc
-    return ObjectStore(ostore, read_only=True)
-
-
-def _describe(target: Any) -> str:
-    return str(target) if isinstance(target, (str, os.PathLike)) else repr(target)
-
-
 class Corpus:
     """A lazy, read-only corpus of entries (see :func:`open_corpus`).
 
@@ -224,8 +177,7 @@ class Corpus:
         entries: Sequence[str] | None = None,
         exact_remote: bool = False,
     ) -> None:
-        if backend not in BACKENDS:
-            raise ConfigError(f"backend={backend!r} must be one of {BACKENDS}")
+        check_choice("backend", backend, BACKENDS)
         self._backend = backend
         if isinstance(path_or_url, os.PathLike):
             path_or_url = os.fspath(path_or_url)
@@ -277,36 +229,8 @@ class Corpus:
                 self._open()
                 self._loaded = True
 
-    def _open_root(self) -> Any:
-        import zarr
-        from zarr.storage import LocalStore
-
-        target = self._target
-        what = _describe(target)
-        if isinstance(target, str) and (target.startswith("file://") or "://" not in target):
-            local = unquote(urlparse(target).path) if target.startswith("file://") else target
-            if not os.path.exists(local):
-                raise CorpusError(f"no corpus at {what}: the path does not exist")
-            if not os.path.isdir(local):
-                raise CorpusError(f"no corpus at {what}: not a directory")
-            if not os.access(local, os.R_OK | os.X_OK):
-                raise CorpusError(f"cannot read the corpus at {what}: permission denied")
-            store: Any = LocalStore(local, read_only=True)
-        elif isinstance(target, str):
-            store = _url_store(target, self._backend, self._storage_options)
-        else:
-            store = target
-        try:
-            kwargs: dict[str, Any] = {"mode": "r"}
-            if isinstance(store, str) and self._storage_options:
-                kwargs["storage_options"] = self._storage_options
-            root = zarr.open_group(store, **kwargs)
-        except Exception as exc:
-            raise CorpusError(f"cannot open {what} as a Zarr group: {type(exc).__name__}: {exc}") from exc
-        return root
-
     def _open(self) -> None:
-        root = self._open_root()
+        root = open_root(self._target, self._backend, self._storage_options)
         self._root = root
         self._cache = ChunkCache(self._cache_bytes)
         self._io = make_io(root.store)
