@@ -35,7 +35,7 @@ object.
 process, each shard index's crc32c, and that its chunks lie inside the
 object (:mod:`zarrmux.array_reader`).  For the keys of a corpus
 :func:`zarrmux.convert` wrote (it stores every chunk of every entry's rows;
-see :func:`_written_whole`), also: a missing shard object (deleted, never
+see :func:`zarrmux.index_checks.written_whole`), also: a missing shard object (deleted, never
 uploaded, answered 404) or an inner chunk absent from its shard's index
 raises :class:`DataError` naming the entry, key and object instead of reading
 as the fill value, locally and remotely; and a shard's index must list every
@@ -67,10 +67,9 @@ from typing import Any
 import numpy as np
 
 from . import layout
-from . import exact_windows, remote_windows
-from . import shard_format as fmt
+from . import exact_windows, index_checks, remote_windows
 from .array_reader import ArrayReader, ChunkFault
-from .byte_io import ByteRequest, make_io
+from .byte_io import make_io
 from .chunk_arena import ChunkArena, slots_for
 from .chunk_cache import DEFAULT_CACHE_BYTES, ChunkCache
 from .chunk_loader import load_chunks
@@ -273,7 +272,7 @@ class Corpus:
         self._sources = [str(x) for x in index["source"]] if "source" in index else None
         starts = np.asarray(index["start"], dtype=np.int64)
         rows = np.asarray(index["rows"], dtype=np.int64)
-        spans = self._check_index(root, meta, names, starts, rows)
+        spans = index_checks.check_index(root, self._io, f"corpus {self.path!r}", meta, names, starts, rows)
         readers: list[ArrayReader] = []
         rid: dict[str, np.ndarray] = {}
         off: dict[str, np.ndarray] = {}
@@ -286,83 +285,15 @@ class Corpus:
                     f"corpus {self.path!r}: entry {names[i]!r} (rows {starts[i]}:{starts[i] + rows[i]}) lies beyond "
                     f"the end of array {k!r} ({reader.shape[0]} rows)"
                 )
-            if _written_whole(meta, k, reader):
+            if index_checks.written_whole(meta, k, reader):
                 geometry = (reader.shape[0], reader.shard_rows)
                 if geometry not in required:
-                    required[geometry] = _required_rows(*spans, *geometry)
+                    required[geometry] = index_checks.required_rows(*spans, *geometry)
                 reader.require(required[geometry])
             rid[k] = np.full(len(names), len(readers), dtype=np.int64)
             off[k] = starts
             readers.append(reader)
         self._set_entries(names, rows, keys, readers, rid, off)
-
-    def _index_object(self, root: Any, fname: str, position: int) -> str:
-        """The store key of the ``index/<fname>`` chunk holding entry ``position`` (zarr v3 default keys,
-        as :func:`zarrmux.layout.create_corpus` makes them)."""
-        prefix = f"{root.path}/" if getattr(root, "path", "") else ""
-        return f"{prefix}{layout.INDEX_GROUP}/{fname}/c/{position // layout.INDEX_CHUNK}"
-
-    def _absent(self, keys: Sequence[str]) -> list[str]:
-        """Those of the store ``keys`` that do not exist (one round of reads through the byte reader)."""
-        got = self._io.read_many([ByteRequest(k, "range", 0, 1) for k in keys])
-        return [k for k, raw in zip(keys, got) if raw is None]
-
-    def _check_index(
-        self, root: Any, meta: layout.CorpusMeta, names: list[str], starts: np.ndarray, rows: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Check the entry index of a zarrmux corpus on open (vectorised); return its non-empty row spans, sorted.
-
-        The index arrays hold ``n_entries`` values each; no entry has a
-        negative start or row count; no entry is named ``""`` (a missing
-        ``index/name`` chunk reads as empty names); an ``index/rows`` chunk
-        that reads as all zeros exists (a missing one reads so); and no two
-        entries share a row (a missing ``index/start`` chunk reads as zeros,
-        so its entries would all start at row 0).  Raises
-        :class:`CorpusError` naming the entries and, when one is missing,
-        the index object.  Returns ``(starts, ends)`` of the entries with
-        rows, in row order.
-        """
-        n, what = meta.n_entries, f"corpus {self.path!r}"
-        if not len(names) == len(starts) == len(rows) == n:
-            raise CorpusError(
-                f"{what}: the entry index holds {len(names)} names, {len(starts)} starts and {len(rows)} row counts "
-                f"for {n} committed entries: the index is damaged"
-            )
-        if not n:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        if "" in names:
-            i = names.index("")
-            obj = self._index_object(root, "name", i)
-            note = " (that object is missing: deleted, or answered 404)" if self._absent([obj]) else ""
-            raise CorpusError(f"{what}: the entry at index position {i} has no name; index object {obj!r}{note}: the index is damaged")
-        bad = (starts < 0) | (rows < 0)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise CorpusError(f"{what}: entry {names[i]!r} has start {int(starts[i])} and {int(rows[i])} rows: the index is damaged")
-        blocks = range(0, n, layout.INDEX_CHUNK)
-        zero = [i for i in blocks if not rows[i : i + layout.INDEX_CHUNK].any()]
-        if zero:  # rows all 0 there: legitimate only if the object exists
-            gone = self._absent([self._index_object(root, "rows", i) for i in zero])
-            if gone:
-                raise CorpusError(
-                    f"{what}: index object {gone[0]!r} is missing (deleted, or answered 404): the row counts of its "
-                    f"entries (from {names[zero[0]]!r}) would read as 0"
-                )
-        keep = np.flatnonzero(rows > 0)
-        order = keep[np.argsort(starts[keep], kind="stable")]
-        s, e = starts[order], starts[order] + rows[order]
-        overlap = s[1:] < e[:-1]
-        if overlap.any():
-            j = int(np.argmax(overlap))
-            a, b = int(order[j]), int(order[j + 1])
-            objs = sorted({self._index_object(root, "start", a), self._index_object(root, "start", b)})
-            gone = self._absent(objs)
-            why = f"index object {gone[0]!r} is missing (deleted, or answered 404), so its starts read as 0" if gone else "the index is damaged"
-            raise CorpusError(
-                f"{what}: entries {names[a]!r} (rows {int(starts[a])}:{int(starts[a] + rows[a])}) and {names[b]!r} "
-                f"(rows {int(starts[b])}:{int(starts[b] + rows[b])}) overlap: {why}"
-            )
-        return s, e
 
     def _open_plain(self, root: Any) -> None:
         try:
@@ -842,8 +773,8 @@ class Corpus:
         stored = int(self._stored_at[e.position])
         expected = str(index["checksum"][stored])
         if not expected:
-            obj = self._index_object(self._root, "checksum", stored)
-            if self._absent([obj]):
+            obj = index_checks.index_object(self._root, "checksum", stored)
+            if index_checks.absent(self._io, [obj]):
                 raise DataError(
                     f"entry {e.name!r} of corpus {self.path!r} cannot be verified: index object {obj!r} "
                     "holding its checksum is missing (deleted, or answered 404)"
@@ -990,49 +921,6 @@ class LazyArray:
 
     def __repr__(self) -> str:
         return f"<zarrmux.LazyArray {self.entry.name!r}[{self.key!r}] shape={self.shape} dtype={self.dtype}>"
-
-
-#: ``CorpusMeta.extra`` flag a writer may record: ``True``, every inner chunk of entry rows is stored
-#: (as :func:`zarrmux.convert` writes); ``False``, absent chunks are the fill value.  Without it,
-#: :func:`_written_whole` decides from the key's metadata.
-COMPLETE_FLAG = "chunks_complete"
-
-
-def _written_whole(meta: layout.CorpusMeta, key: str, reader: ArrayReader) -> bool:
-    """Whether every inner chunk holding entry rows of ``key`` is stored, so an absent one is an error.
-
-    True for a key :func:`zarrmux.convert` wrote: its ``KeySpec`` records its
-    codec (the converter records one per key, since before that it always
-    wrote whole shards itself), and its array is one the converter's shard
-    encoder writes (:func:`zarrmux.shard_format.shard_encoder`; zarr-python,
-    which writes the others, leaves all-fill chunks out).  False for fixtures
-    of :func:`zarrmux.testing.write_corpus` (no codec recorded: written through
-    zarr-python) and for corpora written before per-key codecs: there a
-    missing chunk reads as the fill value, as in any Zarr array.  An explicit
-    ``meta.extra[COMPLETE_FLAG]`` overrides the rule.
-    """
-    if reader.mode != "shard":
-        return False
-    flag = meta.extra.get(COMPLETE_FLAG)
-    if isinstance(flag, bool):
-        return flag
-    spec = meta.keys.get(key)
-    return spec is not None and spec.codec is not None and fmt.shard_encoder(reader.array, reader.trailing) is not None
-
-
-def _required_rows(starts: np.ndarray, ends: np.ndarray, n_rows: int, shard_rows: int) -> np.ndarray:
-    """Per shard, the rows from its first row that entries occupy (``starts``/``ends``: disjoint, sorted spans).
-
-    The last entry starting before a shard's end ends furthest into it
-    (the spans are disjoint and sorted, so their ends are sorted too).
-    """
-    n_shards = -(-int(n_rows) // int(shard_rows))
-    first = np.arange(n_shards, dtype=np.int64) * shard_rows
-    if not len(starts):
-        return np.zeros(n_shards, dtype=np.int64)
-    j = np.searchsorted(starts, first + shard_rows, side="left") - 1
-    last = np.where(j >= 0, ends[np.maximum(j, 0)], 0)
-    return np.clip(last - first, 0, shard_rows)
 
 
 def _dim0(arr: Any) -> str | None:
