@@ -64,9 +64,12 @@ def _bench(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "zarrmux", "bench", *args], capture_output=True, text=True, timeout=120, env=env)
 
 
-def test_bench_json_plot_and_text(corpora: dict[str, Path], tmp_path: Path) -> None:
+def test_bench_json_plot_and_text_on_the_demo_corpus(corpora: dict[str, Path], tmp_path: Path) -> None:
+    from zarrmux.demo import run_demo
+
+    run_demo(tmp_path / "demo", archives=3, min_rows=500, max_rows=800, batches=2, batch_size=4, out=lambda line: None)
     png = tmp_path / "t.png"
-    done = _bench(str(corpora["auto"]), "-n", "8", "--batch-size", "4", "--n-active", "3", "--batches", "25", "--json", "--plot", str(png))
+    done = _bench(str(tmp_path / "demo" / "corpus.zarr"), "-n", "8", "--batch-size", "4", "--n-active", "3", "--batches", "25", "--json", "--plot", str(png))
     assert done.returncode == 0, done.stderr
     d = json.loads(done.stdout)
     assert d["params"]["n"] == 8 and d["params"]["batch_size"] == 4

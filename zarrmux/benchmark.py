@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .stats import LoaderStats
+from .stats import LoaderStats, batch_windows
 
 __all__ = ["BenchResult", "bench_corpus", "plot_timeline"]
 
@@ -86,7 +86,7 @@ def bench_corpus(
         mark = t0 + interval
         windows = 0
         for batch in sampler:
-            k = len(next(iter(batch.values())))
+            k = batch_windows(batch)
             windows += k
             if progress is not None:
                 progress(k)

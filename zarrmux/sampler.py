@@ -85,10 +85,6 @@ class _Reader:
         return read_block(self.corpus, self.n, self.keys, blk.entries, blk.starts)
 
 
-def _windows_of(batch: dict[str, np.ndarray]) -> int:
-    return len(next(iter(batch.values()))) if batch else 0
-
-
 class WindowSampler:
     """Batches of random contiguous windows from a corpus: ``{key: array (batch_size, n, ...)}``.
 
@@ -385,7 +381,7 @@ class WindowSampler:
         depth = None
         if self._dask is not None:
             depth = lambda: len(self._stream.pending) if self._stream is not None else 0  # noqa: E731
-        return self._recorder.delivered(self._batches(), _windows_of, depth)
+        return self._recorder.delivered(self._batches(), depth=depth)
 
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
         cursor = Cursor(self._state)

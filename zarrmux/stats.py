@@ -35,12 +35,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-__all__ = ["LoaderStats", "StatsRecorder", "StatsBoard", "COUNTERS"]
+__all__ = ["LoaderStats", "StatsRecorder", "StatsBoard", "COUNTERS", "batch_windows"]
 
 T = TypeVar("T")
 
 #: storage counters a corpus reports (``Corpus.io_counters()``), summed as they come
 COUNTERS = ("bytes_read", "requests", "retries", "chunk_hits", "chunk_misses")
+
+
+def batch_windows(batch: Any) -> int:
+    """Windows in a batch ``{key: array or tensor (windows, n, ...)}`` (0 for an empty one or another kind of item)."""
+    return int(len(next(iter(batch.values())))) if isinstance(batch, Mapping) and batch else 0
 
 
 @dataclasses.dataclass
@@ -222,7 +227,9 @@ class StatsRecorder:
 
         return run
 
-    def delivered(self, batches: Iterator[T], windows_of: Callable[[T], int], depth: Callable[[], int] | None = None) -> Iterator[T]:
+    def delivered(
+        self, batches: Iterator[T], windows_of: Callable[[T], int] = batch_windows, depth: Callable[[], int] | None = None
+    ) -> Iterator[T]:
         """Yield from ``batches``, counting each batch and the consumer's waiting and working time.
 
         ``depth()``, if given, is read when the consumer asks for a batch

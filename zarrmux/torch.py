@@ -458,10 +458,6 @@ class EpochDataset(Dataset):  # type: ignore[type-arg]
         return {"dataset": self.dataset, "epoch": self.epoch, "_view": None}
 
 
-def _windows_of(batch: Any) -> int:
-    return int(len(next(iter(batch.values())))) if isinstance(batch, dict) and batch else 0
-
-
 class WindowLoader(DataLoader):  # type: ignore[type-arg]
     """``DataLoader(dataset, batch_size=None, ...)`` that keeps the dataset's position exact.
 
@@ -516,7 +512,7 @@ class WindowLoader(DataLoader):  # type: ignore[type-arg]
         self._stats_base = ds.stats() if self.num_workers == 0 else (ds._board.total() if ds._board is not None else LoaderStats())
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        return self._recorder.delivered(self._iterate(), _windows_of)
+        return self._recorder.delivered(self._iterate())
 
     def _iterate(self) -> Iterator[Any]:
         ds: WindowDataset = self.dataset  # type: ignore[assignment]
