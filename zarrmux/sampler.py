@@ -514,18 +514,17 @@ class WindowSampler:
         that does not answer: a corpus the sampler opened has them interrupted
         first (see :mod:`zarrmux.remote_io`), which may also be done from
         another thread while one iterates."""
-        if not self._closed and self._owns_corpus and self._remote:
-            self.corpus.close()  # cancels the remote reads in flight and refuses new ones
+        close_corpus = not self._closed and self._owns_corpus
+        if close_corpus and self._remote:  # first: cancels the remote reads in flight and refuses new ones
+            self.corpus.close()
         try:
             self._stop_iteration()
         except ValueError:  # iterating in another thread right now: its reads fail, and it ends there
             pass
         if self._dask is not None:
             self._dask.close()
-        if not self._closed and self._owns_corpus:
-            close = getattr(self.corpus, "close", None)
-            if close is not None:
-                close()
+        if close_corpus and not self._remote:  # local: after the reading threads stopped using its maps
+            self.corpus.close()
         self._closed = True
 
     def __enter__(self) -> "WindowSampler":
