@@ -375,6 +375,7 @@ class Corpus:
             self._stored_at = at
         self._names = names
         self._rows = np.asarray(rows, dtype=np.int64)
+        self._last_starts_memo: tuple[int, np.ndarray] | None = None
         self._rows.flags.writeable = False
         self._keys = keys
         self._readers = readers
@@ -566,17 +567,16 @@ class Corpus:
         if ent.shape != st.shape:
             raise ConfigError(f"entries ({ent.shape[0]}) and starts ({st.shape[0]}) must have the same length")
         n = check_int("n", n, minimum=1)
-        B = ent.shape[0]
-        if B:
+        if len(ent):  # few numpy calls: this runs for every batch
             ne = len(self._names)
-            bad = (ent < 0) | (ent >= ne)
-            if bad.any():
-                i = int(np.argmax(bad))
-                raise IndexError(f"entry position {int(ent[i])} (window {i}) out of range for a corpus of {ne} entries")
-            rows = self._rows[ent]
-            bad = (st < 0) | (st + n > rows)
-            if bad.any():
-                i = int(np.argmax(bad))
+            try:  # as unsigned, a negative position is out of range too
+                last = self._last_starts(n)[ent.view(np.uint64)]
+            except IndexError:
+                i = int(np.argmax((ent < 0) | (ent >= ne)))
+                raise IndexError(f"entry position {int(ent[i])} (window {i}) out of range for a corpus of {ne} entries") from None
+            if np.count_nonzero((st | (last - st)) < 0):  # st < 0 or st > last
+                rows = self._rows[ent]
+                i = int(np.argmax((st < 0) | (st + n > rows)))
                 e = int(ent[i])
                 raise IndexError(
                     f"window {i}: rows {int(st[i])}:{int(st[i]) + n} of entry {self._names[e]!r} (position {e}) "
@@ -652,6 +652,13 @@ class Corpus:
                     hi = end if end < base + crb else base + crb
                     res[b, lo - gb : hi - gb] = chunks[(uid, c)][lo - base : hi - base]
             out[k] = res
+
+    def _last_starts(self, n: int) -> np.ndarray:
+        """Per entry, the last start of a window of ``n`` rows (negative: none fits); kept for the last ``n``."""
+        memo = self._last_starts_memo
+        if memo is None or memo[0] != n:
+            memo = self._last_starts_memo = (n, self._rows - n)
+        return memo[1]
 
     def _data_error(self, fault: ChunkFault, sel: Sequence[str], ent: np.ndarray, st: np.ndarray, n: int) -> DataError:
         reader = fault.reader

@@ -71,42 +71,49 @@ def supports(reader: ArrayReader) -> bool:
     return reader.mode == "shard" and reader.uncompressed and isinstance(reader.io, LocalIO)
 
 
-class _Maps:
-    """One generation of mapped shards: replaced, never emptied, so readers in flight keep theirs."""
+#: ``_Mapped.chunk_at`` of a chunk not ready to read (its shard not mapped here, or the chunk not checked)
+UNREADY = np.iinfo(np.int64).min
 
-    __slots__ = ("base", "limit", "arrays", "present", "view")
 
-    def __init__(self, n_shards: int) -> None:
-        #: address of each mapped shard (0: not mapped)
-        self.base = np.zeros(n_shards, dtype=np.int64)
-        #: end of the chunk data of each mapped shard (byte offset)
-        self.limit = np.zeros(n_shards, dtype=np.int64)
+class _Mapped:
+    """One generation of mapped shards: replaced as a whole, never emptied, so readers in flight keep theirs.
+
+    ``rows`` sees the address range of every mapped shard as one array with
+    one element per possible row start, so a gather copies each row with one
+    memcpy; ``chunk_at[c] + r * row_bytes`` is the place in ``rows`` of row
+    ``r`` of chunk ``c`` (:data:`UNREADY` until the chunk is mapped and checked).
+    """
+
+    __slots__ = ("rows", "lo", "chunk_at", "arrays", "present")
+
+    def __init__(self, n_chunks: int) -> None:
+        self.rows: np.ndarray | None = None
+        self.lo = 0  #: address of ``rows[0]``
+        self.chunk_at = np.full(n_chunks, UNREADY, dtype=np.int64)
         self.arrays: dict[int, np.ndarray] = {}  #: shard -> mapped file (keeps the map alive)
         self.present: dict[int, np.ndarray] = {}  #: shard -> inner chunks present in its index
-        self.view: _View | None = None
 
-
-class _View:
-    """Rows of every mapped shard seen as one array: ``rows[a]`` is the ``row_bytes`` bytes at address ``lo + a``."""
-
-    __slots__ = ("rows", "start", "end", "shift", "complete", "maps")
-
-    def __init__(self, maps: _Maps, row_bytes: int, first: int, shard_stride: int) -> None:
-        mapped = maps.base > 0
-        lo = int(maps.base[mapped].min())
-        hi = int((maps.base + maps.limit)[mapped].max())
+    def with_shard(self, s: int, arr: np.ndarray | None, present: np.ndarray, row_bytes: int) -> "_Mapped":
+        """A new generation with shard ``s`` added (its chunks not yet ready); this one is left as it was."""
+        new = _Mapped.__new__(_Mapped)
+        new.arrays = dict(self.arrays)
+        new.present = dict(self.present)
+        new.present[s] = present
+        if arr is not None:
+            new.arrays[s] = arr
+        ranges = [(a.ctypes.data, a.ctypes.data + len(a)) for a in new.arrays.values()]
+        new.chunk_at = self.chunk_at.copy()
+        if not ranges:
+            new.rows, new.lo = None, 0
+            return new
+        lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
         span = (ctypes.c_char * (hi - lo)).from_address(lo)
-        # one element per possible row start: a gather copies each row with one memcpy
-        self.rows = np.ndarray((hi - lo - row_bytes + 1,), dtype=np.dtype((np.void, row_bytes)), buffer=memoryview(span), strides=(1,))
-        #: per shard: where its chunk data starts and ends in ``rows`` (-1, -1: not mapped)
-        self.start = np.where(mapped, maps.base - lo, -1)
-        self.end = np.where(mapped, maps.base - lo + maps.limit, -1)
-        #: per shard: add ``row * row_bytes + (row // chunk_rows) * crc_bytes`` (array rows) to get
-        #: the row's place in ``rows`` (chunks are ``stride`` bytes apart, so shard ``s`` starts
-        #: ``s * shard_stride`` bytes into this virtual layout)
-        self.shift = self.start + first - np.arange(len(self.start), dtype=np.int64) * shard_stride
-        self.complete = bool(mapped.all())  #: every shard is mapped: no need to look
-        self.maps = list(maps.arrays.values())  # the mappings it reads outlive the view
+        new.rows = np.ndarray((hi - lo - row_bytes + 1,), dtype=np.dtype((np.void, row_bytes)), buffer=memoryview(span), strides=(1,))
+        new.lo = lo
+        if self.rows is not None and lo != self.lo:
+            ready = new.chunk_at != UNREADY
+            new.chunk_at[ready] += self.lo - lo
+        return new
 
 
 class ExactWindows:
@@ -131,7 +138,7 @@ class ExactWindows:
         self.stride = reader.stored_stride
         self.first = reader.data_start
         self.n_shards = max(1, -(-reader.shape[0] // reader.shard_rows))
-        self._maps = _Maps(self.n_shards)
+        self._mapped = _Mapped(reader.n_chunks)
         self._lock = threading.Lock()
         _forksafe.register(self)
         #: False once a shard turned out not to be contiguous: the key goes through the chunk path
@@ -148,13 +155,13 @@ class ExactWindows:
 
     # ------------------------------------------------------------------ mapping
     def _map(self, shards: np.ndarray) -> None:
-        """Map the given shards (checking each index and layout) into the current generation.
+        """Map the given shards (checking each index and layout, and the crc32c of their chunks) into the current generation.
 
         Several shards are mapped concurrently: mapping reads a cold file
         outside the GIL, so their disk reads overlap.
         """
         with self._lock:
-            todo = [s for s in shards.tolist() if not self._maps.base[s]]
+            todo = [s for s in shards.tolist() if s not in self._mapped.present]
         if not todo:
             return
         if len(todo) > 1:
@@ -166,33 +173,36 @@ class ExactWindows:
             if got is None:
                 self.enabled = False
                 return
-            arr, present, limit, good = got
+            arr, present, good = got
             self.reader.mark_verified_many(good)
-            base = arr.ctypes.data if arr is not None else 0
             with self._lock:
-                maps = self._maps
-                if maps.base[s]:  # another thread mapped it meanwhile: keep theirs (views use it)
+                mapped = self._mapped
+                if s in mapped.present:  # another thread mapped it meanwhile: keep theirs (readers use it)
                     continue
-                if len(maps.arrays) >= MAX_MAPS:
-                    maps = self._maps = _Maps(self.n_shards)
+                if len(mapped.arrays) >= MAX_MAPS:
+                    mapped = _Mapped(self.reader.n_chunks)
+                mapped = self._mapped = mapped.with_shard(s, arr, present, self.row_bytes)
                 if arr is not None:
-                    maps.arrays[s] = arr
                     self.bytes_mapped += len(arr)
-                maps.present[s] = present
-                maps.base[s] = base
-                maps.limit[s] = limit
-                if base:
-                    maps.view = _View(maps, self.row_bytes, self.first, self.chunks_per_shard * self.stride)
+                    self._ready(mapped, s, good)
 
-    def _load(self, s: int) -> tuple[np.ndarray | None, np.ndarray, int, np.ndarray] | None:
-        """Map shard ``s`` and check it: ``(mapped file or None if absent, chunks present, end of chunk data,
-        chunks whose crc32c passed)``; ``None`` if it is not laid out contiguously."""
+    def _ready(self, mapped: _Mapped, s: int, chunks: np.ndarray) -> None:
+        """Make checked ``chunks`` of mapped shard ``s`` readable in ``mapped`` (under the lock)."""
+        arr = mapped.arrays[s]
+        c0 = s * self.chunks_per_shard
+        mapped.chunk_at[chunks] = (
+            (arr.ctypes.data - mapped.lo) + self.first + (chunks - c0) * self.stride - chunks * (self.rows_per_chunk * self.row_bytes)
+        )
+
+    def _load(self, s: int) -> tuple[np.ndarray | None, np.ndarray, np.ndarray] | None:
+        """Map shard ``s`` and check it: ``(mapped file or None if absent, chunks present, chunks whose crc32c
+        passed)``; ``None`` if it is not laid out contiguously.  Every present chunk lies inside the file."""
         r = self.reader
         arr = self.io.map_file(r.object_key(s))
         if arr is None:
             if r.required_chunks(s):  # a complete array: entries' rows live there
                 raise r.missing_shard(s)
-            return None, np.zeros(self.chunks_per_shard, dtype=bool), 0, np.zeros(0, dtype=np.int64)
+            return None, np.zeros(self.chunks_per_shard, dtype=bool), np.zeros(0, dtype=np.int64)
         size = len(arr)
         raw = arr[max(0, size - r.index_nbytes) :] if r.index_at_end else arr[: r.index_nbytes]
         index = r.decode_index(raw.tobytes(), s)  # a short file: "too short for its index"
@@ -210,7 +220,7 @@ class ExactWindows:
                     f"shard index entry (offset {end - self.stride}, nbytes {self.stride}) lies outside the "
                     f"shard's chunk data (bytes {self.first}:{limit}): the shard is truncated or its index is wrong",
                 )
-        return arr, present, limit, self._check_shard(s, arr, present)
+        return arr, present, self._check_shard(s, arr, present)
 
     # ------------------------------------------------------------------ checks
     def _check_shard(self, s: int, arr: np.ndarray, present: np.ndarray) -> np.ndarray:
@@ -236,28 +246,32 @@ class ExactWindows:
         return good
 
     def _verify(self, chunks: np.ndarray) -> bool:
-        """Check the crc32c of ``chunks`` (row chunk numbers) and mark them; False if one is absent."""
+        """Map and check ``chunks`` (row chunk numbers) and make them readable; False if one is absent."""
         r = self.reader
         cps, stride = self.chunks_per_shard, self.stride
-        shards = np.unique(chunks // cps)
-        self._map(shards)
+        self._map(np.unique(chunks // cps))  # makes the chunks of newly mapped shards readable
         if not self.enabled:
             return False
-        maps = self._maps
-        for c in chunks.tolist():
+        chunks = chunks[self._mapped.chunk_at[chunks] == UNREADY]
+        for c in chunks.tolist():  # checked by another reader, absent, or corrupt
             s, i = divmod(c, cps)
-            present = maps.present.get(s)
-            if present is None:  # a new generation started meanwhile: map again
+            mapped = self._mapped
+            if s not in mapped.present:  # a new generation started meanwhile: map again
                 self._map(np.array([s]))
-                maps = self._maps
-                present = maps.present.get(s)
-            if present is None or not present[i] or not maps.base[s]:
+                mapped = self._mapped
+            present = mapped.present.get(s)
+            arr = mapped.arrays.get(s)
+            if present is None or arr is None or not present[i]:
                 return False
-            if self.crc:
-                at = self.first + i * stride
-                r.check_crc(maps.arrays[s][at : at + stride], c)  # a view of the mapped file: no copy
-            else:
-                r.mark_verified(c)  # present where the layout says: nothing more to check
+            if not r.verified_mask(np.array([c]))[0]:
+                if self.crc:
+                    at = self.first + i * stride
+                    r.check_crc(arr[at : at + stride], c)  # a view of the mapped file: no copy
+                else:
+                    r.mark_verified(c)  # present where the layout says: nothing more to check
+            with self._lock:
+                if self._mapped is mapped:
+                    self._ready(mapped, s, np.array([c], dtype=np.int64))
         return True
 
     # ------------------------------------------------------------------ reading
@@ -269,30 +283,18 @@ class ExactWindows:
         :class:`~zarrmux.array_reader.ChunkFault` for corrupt data.
         """
         r = self.reader
-        cr, rb = self.rows_per_chunk, self.row_bytes
-        g = np.asarray(starts, dtype=np.int64)
-        rows = g[:, None] + self._steps(n)
-        # checked chunks: a window of at most cr + 1 rows lies in its first and last chunk
-        ends = np.concatenate((g, g + (n - 1))) // cr if n <= cr + 1 else (rows // cr).ravel()
-        done = r.verified_mask(ends)
-        if not done.all():
-            if not self._verify(np.unique(ends[~done])) or not self.enabled:
-                return None
-        shard = rows // r.shard_rows
+        rows = np.asarray(starts, dtype=np.int64)[:, None] + self._steps(n)
+        chunk = rows // self.rows_per_chunk
         for _attempt in range(3):
-            view = self._maps.view  # holds this generation's mappings while we read
-            if view is not None and (view.complete or (view.start[shard] >= 0).all()):
+            mapped = self._mapped  # holds this generation's mappings while we read
+            at = mapped.chunk_at[chunk]
+            if not np.count_nonzero(at == UNREADY):
                 break
-            self._map(np.unique(shard))  # a new generation started: map again
-            if not self.enabled:
+            if not self._verify(np.unique(chunk[at == UNREADY])) or not self.enabled:
                 return None
         else:
-            return None  # a shard vanished since it was checked: the chunk path says what is wrong
-        at = view.shift[shard] + rows * rb
-        if self.crc:
-            at += (rows // cr) * fmt.CRC_BYTES
-        if not (at + rb <= view.end[shard]).all():  # never true for checked chunks of this mapping
-            b = int(np.argmax((at + rb > view.end[shard]).ravel()))
-            raise r.fault(int(rows.ravel()[b]) // cr, "shard object is shorter than its index says")
-        out = view.rows[at].view(r.store_dtype).reshape(len(rows), n, *r.trailing)  # owner: (B, n) rows
+            return None  # generations kept changing under us: the chunk path reads the batch
+        at += rows * self.row_bytes
+        assert mapped.rows is not None
+        out = mapped.rows[at].view(r.store_dtype).reshape(len(rows), n, *r.trailing)
         return out if out.dtype == r.dtype else out.astype(r.dtype)
