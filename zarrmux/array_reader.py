@@ -433,6 +433,11 @@ class ArrayReader:
         Raises :class:`ChunkFault` for an index entry that cannot be right,
         and for an absent chunk of a complete array (:meth:`require`).
         """
+        got = self.chunk_range(index, c)
+        return None if got is None else ByteRequest(self.object_key(c // self.chunks_per_shard), "range", *got)
+
+    def chunk_range(self, index: np.ndarray, c: int) -> tuple[int, int] | None:
+        """``(offset, nbytes)`` of row chunk ``c`` in its shard given the shard's index (see :meth:`chunk_request`)."""
         s, i = divmod(c, self.chunks_per_shard)
         off, nb = index[i].tolist()
         if off == fmt.EMPTY and nb == fmt.EMPTY:
@@ -448,7 +453,7 @@ class ArrayReader:
                 f"shard index entry (offset {off}, nbytes {nb}) lies outside the shard's chunk data "
                 f"(bytes {bounds[0]}:{bounds[1]}): the shard is truncated or its index is wrong",
             )
-        return ByteRequest(self.object_key(s), "range", off, nb)
+        return off, nb
 
     # -- checksums
     def shard_bounds(self, s: int) -> tuple[int, int] | None:
@@ -493,14 +498,18 @@ class ArrayReader:
 
         Raises :class:`ChunkFault` naming the chunk for corrupt bytes.
         """
-        assert self.codecs is not None
-        try:
-            fmt.decode_chunk(self.codecs, self.check_crc(raw, c), out)
-        except fmt.FormatError as exc:
-            raise self.fault(c, str(exc)) from None
+        self.decode_to(raw, c, out)
         a = out.view(self.store_dtype).reshape(self.chunk_rows, *self.trailing)
         a.flags.writeable = False
         return a
+
+    def decode_to(self, raw: Any, c: int, out: np.ndarray, src_address: int | None = None, out_address: int | None = None) -> None:
+        """:meth:`decode_into` without making the chunk an array; the addresses as in :func:`shard_format.decode_chunk`."""
+        assert self.codecs is not None
+        try:
+            fmt.decode_chunk(self.codecs, self.check_crc(raw, c), out, src_address, out_address)
+        except fmt.FormatError as exc:
+            raise self.fault(c, str(exc)) from None
 
     def read_zarr_chunk(self, c: int) -> np.ndarray:
         """Row chunk ``c`` through zarr-python (the fallback mode)."""

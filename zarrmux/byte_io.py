@@ -73,25 +73,29 @@ class LocalIO:
         #: object sizes learned by suffix reads, taken once by the caller (see ``take_size``)
         self._sizes: dict[str, int] = {}
         self.max_maps = max_maps
-        self._maps: OrderedDict[str, memoryview] = OrderedDict()
+        self._maps: OrderedDict[str, tuple[memoryview, int]] = OrderedDict()
         self._lock = threading.Lock()
         _forksafe.register(self)
 
-    def _mapped(self, key: str) -> memoryview | None:
+    def mapping(self, key: str) -> tuple[memoryview, int] | None:
+        """File ``key`` mapped whole (kept in the LRU), and the address of its first byte; ``None`` if absent.
+
+        The memoryview holds the mapping: keep it while reading through the address.
+        """
         with self._lock:
-            mv = self._maps.get(key)
-            if mv is not None:
+            got = self._maps.get(key)
+            if got is not None:
                 self._maps.move_to_end(key)
-                return mv
+                return got
         arr = self.map_file(key)
         if arr is None:
             return None
-        mv = arr.data  # a 1-d uint8 view of the map, as memoryview(arr)
+        got = (arr.data, arr.ctypes.data if len(arr) else 0)  # arr.data: a 1-d uint8 view of the map
         with self._lock:
-            self._maps[key] = mv
+            self._maps[key] = got
             while len(self._maps) > self.max_maps:
                 self._maps.popitem(last=False)
-        return mv
+        return got
 
     def take_size(self, key: str) -> int | None:
         """The size of object ``key`` if a suffix read just learned it (forgotten once taken)."""
@@ -131,7 +135,8 @@ class LocalIO:
         for i, r in enumerate(reqs):
             mv: memoryview | None | Literal[False] = maps.get(r.key, False)
             if mv is False:
-                mv = maps[r.key] = self._mapped(r.key)
+                got = self.mapping(r.key)
+                mv = maps[r.key] = None if got is None else got[0]
             if mv is None:
                 continue
             if r.kind == "range":

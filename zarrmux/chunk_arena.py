@@ -30,7 +30,9 @@ import numpy as np
 
 from . import _forksafe
 from .array_reader import ArrayReader
-from .chunk_loader import fetch_stored
+from .byte_io import LocalIO
+from .chunk_loader import fetch_stored, load_indexes
+from .core_pool import run_shared
 
 __all__ = ["ChunkArena", "slots_for"]
 
@@ -141,6 +143,8 @@ class ChunkArena:
                 for c, s in zip(chunks.tolist(), slots.tolist()):
                     a = r.read_zarr_chunk(c)  # the last chunk may be short
                     self._rows[s * r.chunk_rows : s * r.chunk_rows + len(a)] = a.reshape(len(a), -1).view(np.uint8)
+            elif r.mode == "shard" and isinstance(r.io, LocalIO):
+                self._fill_mapped(chunks, slots)
             else:
                 raws = fetch_stored([(r, c) for c in chunks.tolist()])
                 self._decode(list(zip(chunks.tolist(), slots.tolist(), raws)))
@@ -156,6 +160,44 @@ class ChunkArena:
             if self.resident:
                 self._unloaded[slots] = False
             self._changed.notify_all()
+
+    def _fill_mapped(self, chunks: np.ndarray, slots: np.ndarray) -> None:
+        """:meth:`_fill` for shards in local files: each chunk decoded from its mapped shard, by address.
+
+        The lean loop of the local compressed path: per chunk, its index
+        entry, then its crc32c on first read and one decode call outside the
+        GIL, shared out over the cores (:func:`~zarrmux.core_pool.run_shared`).
+        """
+        r = self.reader
+        cps, nbytes = r.chunks_per_shard, r.chunk_nbytes
+        chunk_list = chunks.tolist()
+        indexes = load_indexes({r: chunk_list})
+        shard_maps: dict[int, tuple[memoryview, int] | None] = {}
+        memory, memory_at = self.memory, self.memory.ctypes.data
+        jobs: list[tuple[Any, int, np.ndarray, int, int]] = []
+        for c, slot in zip(chunk_list, slots.tolist()):
+            s = c // cps
+            index = indexes.get((r.uid, s))
+            if index is None:  # evicted by another thread meanwhile: read it again
+                index = indexes[(r.uid, s)] = r.load_index(s)
+            where = r.chunk_range(index, c)
+            if where is None:
+                memory[slot] = r.fill_chunk().reshape(-1).view(np.uint8)
+                continue
+            if s not in shard_maps:
+                shard_maps[s] = r.io.mapping(r.object_key(s))
+            mapped = shard_maps[s]
+            if mapped is None:
+                raise r.fault(c, "shard object disappeared after its index was read")
+            off, nb = where
+            raw = mapped[0][off : off + nb]
+            if len(raw) != nb:
+                raise r.fault(c, f"truncated: read {len(raw)} of {nb} bytes at offset {off}")
+            jobs.append((raw, c, memory[slot], mapped[1] + off, memory_at + slot * nbytes))
+        run_shared(self._decode_job, jobs)
+
+    def _decode_job(self, job: tuple[Any, int, np.ndarray, int, int]) -> None:
+        self.reader.decode_to(*job)
 
     def _decode(self, jobs: list[tuple[int, int, Any]]) -> None:
         r = self.reader
