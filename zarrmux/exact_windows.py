@@ -10,7 +10,9 @@ crosses an inner chunk boundary, since each chunk ends with its crc32c).
 :class:`ExactWindows` serves a whole batch of windows of one key with one
 vectorised computation of every row's address in the shard files, mapped
 read-only, and one numpy gather of those rows into the batch array: no
-decode, no cache, no per-window or per-chunk Python.  (The mapped files are
+decode, no cache, no per-window or per-chunk Python.  A shard whose chunks
+were all found present and sound when it was mapped is read without any
+further check; windows in other shards check the chunks they need first.  (The mapped files are
 seen through one array spanning their addresses; only rows of verified
 chunks inside their file's data are ever indexed.)  A shard file is mapped
 with ``MAP_POPULATE`` the first time a window needs it: the kernel reads it
@@ -38,8 +40,8 @@ What is checked, and when
   general chunk path of :mod:`zarrmux.chunk_loader` (which reads an absent
   chunk as the fill value, or raises for a corpus the converter wrote).
 
-Memory: the reader's bit set (``n_chunks / 8`` bytes) and at most :data:`MAX_MAPS`
-mapped files per key.  Mapped pages are the page cache's: they count in the
+Memory: the reader's bit set (``n_chunks / 8`` bytes), two int64 per shard,
+and at most :data:`MAX_MAPS` mapped files per key.  Mapped pages are the page cache's: they count in the
 process's resident size as shared file pages, not as its own (anonymous)
 memory, and the kernel reclaims them like any cached file.
 """
@@ -74,7 +76,8 @@ def supports(reader: ArrayReader) -> bool:
     return reader.mode == "shard" and reader.uncompressed and isinstance(reader.io, LocalIO)
 
 
-#: ``_Mapped.chunk_at`` of a chunk not ready to read (its shard not mapped here, or the chunk not checked)
+#: the place of a shard that cannot be read straight away (not mapped here; or, in ``_Mapped.ready_at``,
+#: not every chunk of it present and checked)
 UNREADY = np.iinfo(np.int64).min
 
 
@@ -83,39 +86,48 @@ class _Mapped:
 
     ``rows`` sees the address range of every mapped shard as one array with
     one element per possible row start, so a gather copies each row with one
-    memcpy; ``chunk_at[c] + r * row_bytes`` is the place in ``rows`` of row
-    ``r`` of chunk ``c`` (:data:`UNREADY` until the chunk is mapped and checked).
+    memcpy.  Row ``r`` of the array, in shard ``s``, is
+    ``rows[at_of[s] + r * row_bytes + (r // chunk_rows) * crc_bytes]``
+    (each inner chunk is its rows followed by its crc32c).  ``at_of[s]``
+    is :data:`UNREADY` for a shard not mapped; ``ready_at`` is ``at_of`` for the
+    shards whose chunks are all present and checked, and :data:`UNREADY` for
+    the others, whose windows take the slow way (chunk by chunk).  Tables are
+    per shard: their size is the corpus's divided by about 32 MiB.
     """
 
-    __slots__ = ("rows", "lo", "chunk_at", "arrays", "present")
+    __slots__ = ("rows", "lo", "at_of", "ready_at", "arrays", "present")
 
-    def __init__(self, n_chunks: int) -> None:
+    def __init__(self, n_shards: int) -> None:
         self.rows: np.ndarray | None = None
         self.lo = 0  #: address of ``rows[0]``
-        self.chunk_at = np.full(n_chunks, UNREADY, dtype=np.int64)
+        self.at_of = np.full(n_shards, UNREADY, dtype=np.int64)
+        self.ready_at = np.full(n_shards, UNREADY, dtype=np.int64)
         self.arrays: dict[int, np.ndarray] = {}  #: shard -> mapped file (keeps the map alive)
         self.present: dict[int, np.ndarray] = {}  #: shard -> inner chunks present in its index
 
-    def with_shard(self, s: int, arr: np.ndarray | None, present: np.ndarray, row_bytes: int) -> "_Mapped":
-        """A new generation with shard ``s`` added (its chunks not yet ready); this one is left as it was."""
+    def with_shard(self, s: int, arr: np.ndarray | None, present: np.ndarray, at: int, ready: bool, row_bytes: int) -> "_Mapped":
+        """A new generation with shard ``s`` added (``at``: its ``at_of`` were ``rows`` to start at
+        address 0); this one is left as it was."""
         new = _Mapped.__new__(_Mapped)
         new.arrays = dict(self.arrays)
         new.present = dict(self.present)
         new.present[s] = present
-        if arr is not None:
-            new.arrays[s] = arr
-        ranges = [(a.ctypes.data, a.ctypes.data + len(a)) for a in new.arrays.values()]
-        new.chunk_at = self.chunk_at.copy()
-        if not ranges:
-            new.rows, new.lo = None, 0
+        new.at_of, new.ready_at = self.at_of.copy(), self.ready_at.copy()
+        new.rows, new.lo = self.rows, self.lo
+        if arr is None:
             return new
-        lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+        new.arrays[s] = arr
+        lo = min(a.ctypes.data for a in new.arrays.values())
+        hi = max(a.ctypes.data + len(a) for a in new.arrays.values())
         span = (ctypes.c_char * (hi - lo)).from_address(lo)
         new.rows = np.ndarray((hi - lo - row_bytes + 1,), dtype=np.dtype((np.void, row_bytes)), buffer=memoryview(span), strides=(1,))
         new.lo = lo
         if self.rows is not None and lo != self.lo:
-            ready = new.chunk_at != UNREADY
-            new.chunk_at[ready] += self.lo - lo
+            for table in (new.at_of, new.ready_at):
+                table[table != UNREADY] += self.lo - lo
+        new.at_of[s] = at - lo
+        if ready:
+            new.ready_at[s] = at - lo
         return new
 
 
@@ -141,7 +153,9 @@ class ExactWindows:
         self.stride = reader.stored_stride
         self.first = reader.data_start
         self.n_shards = max(1, -(-reader.shape[0] // reader.shard_rows))
-        self._mapped = _Mapped(reader.n_chunks)
+        self._mapped = _Mapped(self.n_shards)
+        #: bytes between the rows of two inner chunks (their crc32c)
+        self.crc_bytes = self.stride - self.rows_per_chunk * self.row_bytes
         self._lock = threading.Lock()
         _forksafe.register(self)
         #: False once a shard turned out not to be contiguous: the key goes through the chunk path
@@ -172,30 +186,29 @@ class ExactWindows:
                 loaded = list(pool.map(self._load, todo))
         else:
             loaded = [self._load(todo[0])]
+        r = self.reader
         for s, got in zip(todo, loaded):
             if got is None:
                 self.enabled = False
                 return
             arr, present, good = got
-            self.reader.mark_verified_many(good)
+            r.mark_verified_many(good)
+            # ready: every chunk a window may need is present (a complete array stores every chunk its
+            # entries' rows need, checked when the shard was mapped) and its crc32c passed
+            first_chunk = s * self.chunks_per_shard
+            own = present[: max(0, min(len(present), r.n_chunks - first_chunk))]  # chunks of the array's rows
+            ids = first_chunk + np.flatnonzero(own)
+            ready = arr is not None and (r.complete or bool(own.all())) and bool(r.verified_mask(ids).all())
+            at = 0 if arr is None else arr.ctypes.data + self.first - first_chunk * self.stride
             with self._lock:
                 mapped = self._mapped
                 if s in mapped.present:  # another thread mapped it meanwhile: keep theirs (readers use it)
                     continue
                 if len(mapped.arrays) >= MAX_MAPS:
-                    mapped = _Mapped(self.reader.n_chunks)
-                mapped = self._mapped = mapped.with_shard(s, arr, present, self.row_bytes)
+                    mapped = _Mapped(self.n_shards)
+                self._mapped = mapped.with_shard(s, arr, present, at, ready, self.row_bytes)
                 if arr is not None:
                     self.bytes_mapped += len(arr)
-                    self._ready(mapped, s, good)
-
-    def _ready(self, mapped: _Mapped, s: int, chunks: np.ndarray) -> None:
-        """Make checked ``chunks`` of mapped shard ``s`` readable in ``mapped`` (under the lock)."""
-        arr = mapped.arrays[s]
-        c0 = s * self.chunks_per_shard
-        mapped.chunk_at[chunks] = (
-            (arr.ctypes.data - mapped.lo) + self.first + (chunks - c0) * self.stride - chunks * (self.rows_per_chunk * self.row_bytes)
-        )
 
     def _load(self, s: int) -> tuple[np.ndarray | None, np.ndarray, np.ndarray] | None:
         """Map shard ``s`` and check it: ``(mapped file or None if absent, chunks present, chunks whose crc32c
@@ -255,14 +268,14 @@ class ExactWindows:
         return good
 
     def _verify(self, chunks: np.ndarray) -> bool:
-        """Map and check ``chunks`` (row chunk numbers) and make them readable; False if one is absent."""
+        """Map and check ``chunks`` (row chunk numbers) of shards not entirely ready; False if one is absent."""
         r = self.reader
         cps, stride = self.chunks_per_shard, self.stride
-        self._map(np.unique(chunks // cps))  # makes the chunks of newly mapped shards readable
+        self._map(np.unique(chunks // cps))
         if not self.enabled:
             return False
-        chunks = chunks[self._mapped.chunk_at[chunks] == UNREADY]
-        for c in chunks.tolist():  # checked by another reader, absent, or corrupt
+        chunks = chunks[~r.verified_mask(chunks)]
+        for c in chunks.tolist():  # absent, or corrupt: its crc32c failed when the shard was mapped
             s, i = divmod(c, cps)
             mapped = self._mapped
             if s not in mapped.present:  # a new generation started meanwhile: map again
@@ -272,15 +285,11 @@ class ExactWindows:
             arr = mapped.arrays.get(s)
             if present is None or arr is None or not present[i]:
                 return False
-            if not r.verified_mask(np.array([c]))[0]:
-                if self.crc:
-                    at = self.first + i * stride
-                    r.check_crc(arr[at : at + stride], c)  # a view of the mapped file: no copy
-                else:
-                    r.mark_verified(c)  # present where the layout says: nothing more to check
-            with self._lock:
-                if self._mapped is mapped:
-                    self._ready(mapped, s, np.array([c], dtype=np.int64))
+            if self.crc:
+                at = self.first + i * stride
+                r.check_crc(arr[at : at + stride], c)  # a view of the mapped file: no copy
+            else:
+                r.mark_verified(c)  # present where the layout says: nothing more to check
         return True
 
     # ------------------------------------------------------------------ reading
@@ -293,17 +302,24 @@ class ExactWindows:
         """
         r = self.reader
         rows = np.asarray(starts, dtype=np.int64)[:, None] + self._steps(n)
-        chunk = rows // self.rows_per_chunk
+        shard = rows // r.shard_rows
         for _attempt in range(3):
             mapped = self._mapped  # holds this generation's mappings while we read
-            at = mapped.chunk_at[chunk]
+            at = mapped.ready_at[shard]
             if not np.count_nonzero(at == UNREADY):
                 break
-            if not self._verify(np.unique(chunk[at == UNREADY])) or not self.enabled:
+            # shards not mapped yet, or not all of whose chunks were checked: check what the batch needs
+            if not self._verify(np.unique(rows[at == UNREADY] // self.rows_per_chunk)) or not self.enabled:
                 return None
+            mapped = self._mapped
+            at = mapped.at_of[shard]
+            if not np.count_nonzero(at == UNREADY):
+                break
         else:
             return None  # generations kept changing under us: the chunk path reads the batch
         at += rows * self.row_bytes
+        if self.crc_bytes:
+            at += (rows // self.rows_per_chunk) * self.crc_bytes
         assert mapped.rows is not None
         out = mapped.rows[at].view(r.store_dtype).reshape(len(rows), n, *r.trailing)
         return out if out.dtype == r.dtype else out.astype(r.dtype)
