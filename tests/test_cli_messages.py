@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from zarrmux._cli import log_to_stderr, main
-from zarrmux.conversion import ConversionInterrupted, convert
+from zarrmux.conversion import convert
+from zarrmux.conversion_report import ConversionInterrupted
 from zarrmux.exit_codes import EXIT_CODES
 from zarrmux.testing import make_npz_archives
 from zarrmux.verify import verify

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import zarr
 
-from zarrmux import _cli_convert, conversion, convert, layout, open_corpus, shard_format
+from zarrmux import _cli_convert, convert, key_codecs, key_specs, layout, open_corpus, shard_format
 from zarrmux._cli import main
 from zarrmux.exceptions import CorpusError, DataError
-from zarrmux.sources import discover, scan
+from zarrmux.source_discovery import discover
+from zarrmux.source_headers import scan
 from zarrmux.testing import make_npz_archives, write_corpus
 
 ROWS = dict(min_rows=600, max_rows=1100, features=128)
@@ -71,11 +72,12 @@ def inner_codecs(arr: zarr.Array) -> list[str]:
 
 
 def test_threshold_rule_and_cli_constant() -> None:
-    assert layout.AUTO_MIN_SAVING == 0.25
-    assert _cli_convert.AUTO_MIN_SAVING == layout.AUTO_MIN_SAVING  # the help text quotes the same threshold
+    assert key_codecs.AUTO_MIN_SAVING == 0.25
+    assert layout.AUTO_MIN_SAVING == key_codecs.AUTO_MIN_SAVING  # README names it zarrmux.layout.AUTO_MIN_SAVING
+    assert _cli_convert.AUTO_MIN_SAVING == key_codecs.AUTO_MIN_SAVING  # the help text quotes the same threshold
     # saving = 1 - 1 / ratio: 1.30 saves 23 % (< 25 %), 1.40 saves 29 %
-    assert [layout.auto_codec(r) for r in (1.0, 1.05, 1.30, 1.40, 2.2, 180.0)] == ["none", "none", "none", "lz4", "lz4", "lz4"]
-    assert layout.auto_codec(None) == "lz4"  # nothing measured: the old default
+    assert [key_codecs.auto_codec(r) for r in (1.0, 1.05, 1.30, 1.40, 2.2, 180.0)] == ["none", "none", "none", "lz4", "lz4", "lz4"]
+    assert key_codecs.auto_codec(None) == "lz4"  # nothing measured: the old default
 
 
 def test_measured_ratio_is_what_zarr_stores_with_lz4(tmp_path: Path) -> None:
@@ -84,29 +86,29 @@ def test_measured_ratio_is_what_zarr_stores_with_lz4(tmp_path: Path) -> None:
     data = (np.round(rng.standard_normal((256, 32)) * 16) / 16).astype("<f4")
     arr = zarr.create_array(
         str(tmp_path / "a.zarr"), shape=data.shape, dtype=data.dtype, chunks=(64, 32), shards=(256, 32),
-        compressors=layout.make_compressors("lz4", None, 4),
+        compressors=key_codecs.make_compressors("lz4", None, 4),
     )
     arr[:] = data  # zarr's own encoder, not zarrmux's
     raw = (tmp_path / "a.zarr" / "c" / "0" / "0").read_bytes()
     index = np.frombuffer(raw[-(4 * 16 + 4) : -4], dtype="<u8").reshape(4, 2)
     stored = int(index[:, 1].sum()) - 4 * 4  # minus each chunk's crc32c
-    got = layout.measure_lz4_ratio([data], 64 * 32 * 4)
+    got = key_codecs.measure_lz4_ratio([data], 64 * 32 * 4)
     assert got == pytest.approx(data.nbytes / stored, rel=1e-12)
     assert 1.5 < got < 4  # quantised floats: lz4 saves a lot, but not everything
-    assert layout.measure_lz4_ratio([np.empty(0, "<f4")], 1024) is None
+    assert key_codecs.measure_lz4_ratio([np.empty(0, "<f4")], 1024) is None
 
 
 def test_sample_is_bounded_and_from_the_first_entries(tmp_path: Path) -> None:
     make_npz_archives(tmp_path / "s", 6, min_rows=700, max_rows=700, quantize=False)
     grouped, _ = discover(tmp_path / "s")
     entries, _ = scan(grouped)
-    sample = conversion._sample_key(entries, "X")
-    assert len(sample) == conversion.SAMPLE_ENTRIES == 4
-    assert sum(s.nbytes for s in sample) == 4 * conversion.SAMPLE_BLOCK_BYTES == 1 << 20
+    sample = key_specs.sample_key(entries, "X")
+    assert len(sample) == key_specs.SAMPLE_ENTRIES == 4
+    assert sum(s.nbytes for s in sample) == 4 * key_specs.SAMPLE_BLOCK_BYTES == 1 << 20
     for s, e in zip(sample, entries):  # the starts of the first entries, byte for byte
         with np.load(e.paths[0]) as z:
             np.testing.assert_array_equal(s, z["X"].reshape(-1)[: s.size])
-    one = conversion._sample_key(entries[:1], "Y")  # a small member: all of it, never more
+    one = key_specs.sample_key(entries[:1], "Y")  # a small member: all of it, never more
     assert len(one) == 1 and one[0].nbytes == 700 * 8
 
 
@@ -119,7 +121,7 @@ def test_auto_picks_per_key(auto_corpus: Path, full_src: Path, quant_src: Path, 
     assert meta.codec == "auto"
     x, y = meta.keys["X"], meta.keys["Y"]
     assert (x.codec, y.codec) == ("none", "lz4")
-    assert x.lz4_ratio is not None and 1.0 < x.lz4_ratio < 1 / (1 - layout.AUTO_MIN_SAVING)
+    assert x.lz4_ratio is not None and 1.0 < x.lz4_ratio < 1 / (1 - key_codecs.AUTO_MIN_SAVING)
     assert y.lz4_ratio is not None and y.lz4_ratio > 10
     assert inner_codecs(root["X"]) == ["BytesCodec", "Crc32cCodec"]
     assert inner_codecs(root["Y"]) == ["BytesCodec", "blosc-lz4", "Crc32cCodec"]

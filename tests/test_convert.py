@@ -10,7 +10,10 @@ import zarr
 
 import zarrmux
 from zarrmux import layout
-from zarrmux.conversion import ConversionReport, convert, plan_units
+from zarrmux.chunking import default_chunk_rows
+from zarrmux.conversion import ConversionReport, convert
+from zarrmux.convert_units import plan_units
+from zarrmux.key_codecs import make_compressors
 from zarrmux.testing import make_entry, make_npz_archives
 from zarrmux.verify import verify
 
@@ -105,7 +108,7 @@ def test_keys_selection_and_defaults(tmp_path: Path) -> None:
     meta = layout.read_meta(root)
     assert list(meta.keys) == ["X"]
     # default chunking: ~32 KiB inner chunks, shards a multiple of every chunk
-    assert meta.keys["X"].chunk_rows == layout.default_chunk_rows(8 * 4)
+    assert meta.keys["X"].chunk_rows == default_chunk_rows(8 * 4)
     assert meta.shard_rows % meta.keys["X"].chunk_rows == 0
     assert root["X"].chunks == (meta.keys["X"].chunk_rows, 8)
     assert root["X"].shards == (meta.shard_rows, 8)
@@ -181,7 +184,7 @@ def test_fast_shard_encoder_is_byte_identical_to_zarr(tmp_path: Path, codec: str
     g = zarr.open_group(str(tmp_path / "eq.zarr"), mode="w")
     a = g.create_array(
         "X", shape=(2048, *trailing), dtype=dtype, chunks=(64, *trailing), shards=(512, *trailing),
-        compressors=layout.make_compressors(codec, None, np.dtype(dtype).itemsize),
+        compressors=make_compressors(codec, None, np.dtype(dtype).itemsize),
     )
     a[512:1000] = data[512:1000]  # a partial shard with a partial edge chunk
     fast = shard_encoder(a, trailing)
@@ -197,7 +200,9 @@ def test_fast_shard_encoder_is_byte_identical_to_zarr(tmp_path: Path, codec: str
 def test_big_endian_sources_are_stored_as_their_values(tmp_path: Path) -> None:
     """Issue 11 why-2: '>f4' NPZ members and NPY files were stored byte-swapped (4.6e-41 ...)."""
     from zarrmux.corpus import open_corpus
-    from zarrmux.sources import discover, scan, source_checksum
+    from zarrmux.member_reader import source_checksum
+    from zarrmux.source_discovery import discover
+    from zarrmux.source_headers import scan
 
     x = np.arange(8, dtype=">f4").reshape(4, 2) + 0.5
     y = np.arange(4, dtype=">i8") - 2

@@ -18,6 +18,7 @@ import zarr
 from zarrmux import layout
 from zarrmux.conversion import convert
 from zarrmux.exceptions import ConversionError
+from zarrmux.index_commit import commit_entries
 from zarrmux.testing import make_npz_archives
 from zarrmux.verify import verify
 
@@ -154,7 +155,7 @@ def test_index_update_journal_is_applied_by_readers(tmp_path: Path) -> None:
     layout.write_meta(root, meta)  # as if killed right after the commit point
     idx = layout.read_index(zarr.open_group(str(dest)))
     assert int(idx["start"][0]) == 4096 and str(idx["checksum"][0]) == "sha256:x"
-    layout.commit_entries(root, [], rows_allocated=meta.rows_allocated)  # the next commit replays it
+    commit_entries(root, [], rows_allocated=meta.rows_allocated)  # the next commit replays it
     m2 = layout.read_meta(root)
     assert layout.UPDATES_KEY not in m2.extra
     assert int(root["index/start"][0]) == 4096
@@ -191,7 +192,7 @@ _ENV = {
 def test_sigkill_while_creating_leaves_nothing_and_rerun_completes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Issue 11 why-4: a kill in a new corpus's first writes left a store every command failed on (KeyError)."""
     from zarrmux._cli import main
-    from zarrmux.conversion import NEW_SUFFIX
+    from zarrmux.destination import NEW_SUFFIX
 
     src = tmp_path / "src"
     make_npz_archives(src, 3, min_rows=300, max_rows=600, features=8)

@@ -13,6 +13,7 @@ import zarr
 from zarrmux import layout
 from zarrmux.corpus import Corpus, Entry, UnknownKeyError, open_corpus
 from zarrmux.exceptions import CorpusError, DataError
+from zarrmux.index_commit import commit_entries
 from zarrmux.testing import make_entry, write_corpus
 
 ROWS = [700, 1000, 333, 64, 1290]
@@ -294,7 +295,7 @@ def test_constant_metadata_reads(tmp_path: Path) -> None:
 def test_index_inconsistent_with_arrays(tmp_path: Path) -> None:
     path = tmp_path / "bad.zarr"
     root = write_corpus(path, {"a": make_entry(100, 2)}, chunk_rows=16, shard_rows=32)
-    layout.commit_entries(root, [layout.EntryRecord("ghost", 5000, 10)], rows_allocated=5010)
+    commit_entries(root, [layout.EntryRecord("ghost", 5000, 10)], rows_allocated=5010)
     with pytest.raises(CorpusError, match="ghost"):
         open_corpus(path)
 

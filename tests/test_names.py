@@ -20,14 +20,10 @@ import zarr
 from zarrmux import layout
 from zarrmux._cli import main
 from zarrmux.conversion import convert
+from zarrmux.entry_names import MAX_NAME, NAME_RULES, check_entry_name, sanitize_entry_name
 from zarrmux.exceptions import ConversionError
-from zarrmux.sources import (
-    MAX_NAME,
-    NAME_RULES,
-    check_entry_name,
-    discover,
-    sanitize_entry_name,
-)
+from zarrmux.index_commit import commit_entries
+from zarrmux.source_discovery import discover
 from zarrmux.verify import info, verify
 
 RULES = list(NAME_RULES)
@@ -305,7 +301,7 @@ def test_info_entries_of_a_corpus_without_recorded_sources(tmp_path: Path, capsy
     root["X"].resize((8, 2))
     root["X"][0:5] = np.ones((5, 2), np.float32)
     rec = layout.EntryRecord("e0", 0, 5, checksum=layout.checksum_arrays({"X": np.ones((5, 2), np.float32)}))
-    layout.commit_entries(root, [rec], rows_allocated=8)
+    commit_entries(root, [rec], rows_allocated=8)
     assert info(dest, entries=True)["entry_list"] == [{"name": "e0", "rows": 5, "start": 0, "source": None}]
     assert main(["info", str(dest), "--entries"]) == 0
     lines = capsys.readouterr().out.splitlines()

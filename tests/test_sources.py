@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 
 from zarrmux import layout
-from zarrmux.sources import SourceError, check_entry_name, check_key_name, discover, iter_blocks, scan, source_checksum
+from zarrmux.entry_names import check_entry_name, check_key_name
+from zarrmux.member_reader import iter_blocks, source_checksum
+from zarrmux.source_discovery import discover
+from zarrmux.source_headers import scan
+from zarrmux.sources import SourceError
 
 
 def test_discover_files_dirs_globs_in_order(tmp_path: Path) -> None:
@@ -102,10 +106,10 @@ def test_fortran_order_and_unsupported_dtypes(tmp_path: Path) -> None:
 
 
 def test_reserved_key_names_agree_with_the_layout() -> None:
-    """sources (no zarr import) keeps its own copy of the names a key can never have."""
-    from zarrmux import layout, sources
+    """entry_names (no zarr import) keeps its own copy of the names a key can never have."""
+    from zarrmux import entry_names
 
-    assert sources._RESERVED_KEYS == layout.RESERVED_NAMES
+    assert entry_names.RESERVED_KEYS == layout.RESERVED_NAMES
     for name in ("zarr.json", "Zarr.JSON", "index", ".zattrs"):
-        with pytest.raises(sources.SourceError, match="is a name the corpus uses itself|is not a valid key name"):
-            sources.check_key_name(name, "a.npz")
+        with pytest.raises(SourceError, match="is a name the corpus uses itself|is not a valid key name"):
+            check_key_name(name, "a.npz")

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zarrmux import layout
+from zarrmux.key_codecs import DEFAULT_LEVEL
 from zarrmux.testing import make_entry, make_npz_archives
 
 
@@ -127,7 +127,7 @@ def codec_table(paths: list[Path]) -> list[dict]:
             if cname == "none":
                 out.append({"chunk_KiB": chunk_kib, "codec": "none", "ratio": 1.0, "enc_MBps": None, "dec_MBps": None})
                 continue
-            codec = Blosc(cname=cname, clevel=layout.DEFAULT_LEVEL[cname], shuffle=Blosc.SHUFFLE, typesize=4)
+            codec = Blosc(cname=cname, clevel=DEFAULT_LEVEL[cname], shuffle=Blosc.SHUFFLE, typesize=4)
             t = time.perf_counter()
             enc = [codec.encode(b) for b in blocks]
             te = time.perf_counter() - t

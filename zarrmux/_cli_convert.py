@@ -33,11 +33,11 @@ from typing import Any
 from ._cli import add_verbose_option, int_at_least, seconds
 from .exit_codes import FAILURES, INTERRUPTED, MISMATCH, OK, SKIPPED, epilog, fail
 
-#: the ``--codec auto`` threshold, from zarrmux.layout (not imported: it imports zarr, and
+#: the ``--codec auto`` threshold, from zarrmux.key_codecs (not imported: it imports zarr, and
 #: the CLI parser must stay light); tests check the two agree
 AUTO_MIN_SAVING = 0.25
 
-#: entry naming rules (zarrmux.sources.NAME_RULES; not imported: the parser stays light)
+#: entry naming rules (zarrmux.entry_names.NAME_RULES; not imported: the parser stays light)
 NAME_RULES = ("strict", "sanitize", "relative")
 _NAMES_HELP = (
     "how entry names are derived from file names: 'strict' (default): as found, refusing odd characters "
@@ -126,7 +126,8 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .conversion import ConversionInterrupted, convert
+    from .conversion import convert
+    from .conversion_report import ConversionInterrupted
 
     show_bar = not args.quiet and sys.stderr.isatty()
     try:

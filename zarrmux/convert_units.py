@@ -13,14 +13,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import zarr
 
 from . import layout
 from . import shard_format as fmt
-from .sources import SourceEntry, SourceError, open_reader
+from .chunking import shard_ceil
+from .member_reader import MemberReader, open_reader
+from .sources import SourceEntry, SourceError
 
 __all__ = ["UnitTask", "UnitResult", "plan_units", "convert_unit", "READ_BLOCK_BYTES"]
 
@@ -63,7 +64,7 @@ def plan_units(
     """
     target = unit_rows or 2 * shard_rows
     units: list[tuple[int, int, list[tuple[SourceEntry, int]]]] = []
-    ustart = layout.shard_ceil(start_row, shard_rows)
+    ustart = shard_ceil(start_row, shard_rows)
     pos = ustart
     cur: list[tuple[SourceEntry, int]] = []
     for e in entries:
@@ -71,7 +72,7 @@ def plan_units(
         pos += e.rows
         if pos - ustart >= target:
             units.append((ustart, pos, cur))
-            ustart = pos = layout.shard_ceil(pos, shard_rows)
+            ustart = pos = shard_ceil(pos, shard_rows)
             cur = []
     if cur:
         units.append((ustart, pos, cur))
@@ -105,7 +106,7 @@ class _ShardWriter:
             self.buf_start, self.hi = shard, 0
         return row - shard
 
-    def fill(self, reader: Any, row: int, n: int, hasher: layout.EntryHasher) -> None:
+    def fill(self, reader: MemberReader, row: int, n: int, hasher: layout.EntryHasher) -> None:
         """Read ``n`` rows from ``reader`` into rows ``[row, row + n)``, hashing them."""
         while n > 0:
             off = self._at(row)

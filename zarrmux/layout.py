@@ -2,8 +2,8 @@
 
 This module is the contract between the writer (:mod:`zarrmux.conversion`) and
 the readers (:mod:`zarrmux.corpus`): the paths, attributes and index arrays
-of a corpus, how the default chunking is chosen, and the commit protocol that
-keeps a store valid whatever happens to the writer.
+of a corpus, its metadata documents, creating and opening one, reading its
+index, and the entry checksum.
 
 Layout
 ------
@@ -43,30 +43,18 @@ Layout
 
 Codecs
 ------
-Inner chunks are ``bytes`` (little-endian), then blosc (``lz4`` or ``zstd``,
-byte shuffle, ``typesize`` = itemsize) unless the key is stored uncompressed
-(``none``), then a ``crc32c`` (see :func:`make_compressors`).  Each key has
-its own codec, recorded in :attr:`KeySpec.codec`; a key without one (corpora
-written before per-key codecs) uses :attr:`CorpusMeta.codec`.
-
-``codec='auto'`` (the default of :func:`zarrmux.convert`) chooses per key:
-blosc-lz4 is tried on a small sample of the key's source data
-(:func:`measure_lz4_ratio`), and if it saves less than :data:`AUTO_MIN_SAVING` (25 %)
-of the bytes, i.e. compressed / raw > 0.75 (ratio raw / compressed below
-1.33), the key is stored uncompressed: no blosc work to write or read it,
-for bytes lz4 would have cut by under a quarter; otherwise it is stored with
-lz4 (:func:`auto_codec`).
-The measured ratio is kept in :attr:`KeySpec.lz4_ratio` and the corpus
-records ``CorpusMeta.codec == "auto"``.
+Inner chunks are ``bytes`` (little-endian), then blosc or nothing, then a
+``crc32c``.  Each key has its own codec, recorded in :attr:`KeySpec.codec`; a
+key without one (corpora written before per-key codecs) uses
+:attr:`CorpusMeta.codec`.  The codecs, their chains and how ``codec='auto'``
+chooses: :mod:`zarrmux.key_codecs`.  Chunk and shard sizes:
+:mod:`zarrmux.chunking`.
 
 Commit protocol
 ---------------
-1. Data arrays are resized to cover the planned region (metadata write).
-2. A unit's rows are written (whole shards where possible).
-3. The unit's entries are written to ``index/*`` rows ``[n, n + k)``.
-4. The root attributes are rewritten with ``n_entries = n + k``: the commit.
-
-Each metadata document is replaced atomically by the store (zarr's
+Data first, then the index rows, then the root attributes with the new
+``n_entries``: the commit point (:mod:`zarrmux.index_commit`).  Each
+metadata document is replaced atomically by the store (zarr's
 ``LocalStore`` writes a temporary file and renames it; object stores replace
 whole objects), so a writer killed at any moment leaves every entry either
 committed (complete, indexed) or absent.
@@ -90,15 +78,18 @@ One writer at a time per destination: :mod:`zarrmux.writer_lock`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .exceptions import CorpusError
+from .key_codecs import AUTO, CODECS, DEFAULT_LEVEL, make_compressors
+
+# README.md documents the ``codec='auto'`` threshold as zarrmux.layout.AUTO_MIN_SAVING
+from .key_codecs import AUTO_MIN_SAVING
 
 __all__ = [
     "ATTR_KEY",
@@ -108,21 +99,15 @@ __all__ = [
     "KeySpec",
     "CorpusMeta",
     "EntryRecord",
-    "default_chunk_rows",
-    "default_shard_rows",
-    "make_compressors",
-    "AUTO",
     "AUTO_MIN_SAVING",
-    "measure_lz4_ratio",
-    "auto_codec",
     "create_corpus",
     "read_meta",
     "write_meta",
     "read_index",
-    "commit_entries",
     "UPDATES_KEY",
     "entry_hasher",
-    "shard_ceil",
+    "EntryHasher",
+    "checksum_arrays",
     "store_dtype",
     "open_parts",
     "array_at",
@@ -150,132 +135,6 @@ INDEX_FIELDS: dict[str, Any] = {
 RESERVED_NAMES = frozenset({INDEX_GROUP, "zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
 INDEX_CHUNK = 1 << 17  # entries per index chunk: one object per 131072 entries
 
-#: target decoded size of an inner chunk: small, so a 16-row window decodes little
-CHUNK_TARGET_BYTES = 32 * 1024
-#: target decoded size of a shard of the widest key: large, few objects
-SHARD_TARGET_BYTES = 32 * 1024 * 1024
-CODECS = ("lz4", "zstd", "none")
-DEFAULT_LEVEL = {"lz4": 5, "zstd": 3, "none": 0}
-#: ``codec='auto'``: choose each key's codec from :data:`CODECS` by measuring lz4 on a sample
-AUTO = "auto"
-#: ``codec='auto'`` stores a key uncompressed when blosc-lz4 saves less than this
-#: fraction of its bytes (compressed / raw > 1 - AUTO_MIN_SAVING), else with lz4
-AUTO_MIN_SAVING = 0.25
-
-
-def _pow2_floor(x: float) -> int:
-    x = max(1, int(x))
-    return 1 << (x.bit_length() - 1)
-
-
-def default_chunk_rows(row_bytes: int) -> int:
-    """Rows per inner chunk: the power of two nearest below ``CHUNK_TARGET_BYTES``.
-
-    Parameters
-    ----------
-    row_bytes : int > 0
-        Decoded bytes of one row of the key.
-    """
-    return _pow2_floor(CHUNK_TARGET_BYTES / max(1, row_bytes))
-
-
-def default_shard_rows(row_bytes: Iterable[int], chunk_rows: Iterable[int]) -> int:
-    """Rows per shard, shared by every key: about ``SHARD_TARGET_BYTES`` of the widest key.
-
-    A power of two that is a multiple of every key's ``chunk_rows``.
-    """
-    widest = max(row_bytes, default=1)
-    rows = _pow2_floor(SHARD_TARGET_BYTES / max(1, widest))
-    return max([rows, *chunk_rows])
-
-
-def _blosc_settings(codec: str, level: int | None, itemsize: int) -> dict[str, Any]:
-    """The blosc parameters of ``codec`` (``'lz4'`` or ``'zstd'``): one definition for writers and :func:`measure_lz4_ratio`."""
-    clevel = DEFAULT_LEVEL[codec] if level is None else int(level)
-    return {"cname": codec, "clevel": clevel, "typesize": max(1, int(itemsize))}
-
-
-def make_compressors(codec: str, level: int | None, itemsize: int) -> tuple[Any, ...]:
-    """The bytes-to-bytes chain for ``codec`` in ``{'lz4', 'zstd', 'none'}``: blosc, then a crc32c.
-
-    ``'none'`` gives the crc32c alone: inner chunks are the raw little-endian
-    bytes followed by their checksum.
-
-    The crc32c (4 bytes per inner chunk) lets readers refuse a corrupt chunk
-    instead of decoding garbage; blosc frames carry no checksum of their own.
-    Corpora written before it was added have no crc32c and read as before.
-
-    Parameters
-    ----------
-    codec : {'lz4', 'zstd', 'none'}
-        One key's codec (``'auto'`` is resolved per key before this is called).
-    level : int or None
-        Blosc compression level; ``None``: :data:`DEFAULT_LEVEL` of ``codec``.
-    itemsize : int > 0
-        Bytes per element: blosc's ``typesize`` for the byte shuffle.
-    """
-    if codec not in CODECS:
-        raise ValueError(f"codec={codec!r} is not one of {CODECS}")
-    if codec == "none":
-        return (Crc32cCodec(),)
-    return (BloscCodec(shuffle="shuffle", **_blosc_settings(codec, level, itemsize)), Crc32cCodec())
-
-
-def measure_lz4_ratio(samples: Iterable[np.ndarray], chunk_bytes: int, level: int | None = None) -> float | None:
-    """Raw / compressed bytes blosc-lz4 achieves on ``samples``, as :func:`make_compressors` would store them.
-
-    Each sample is encoded in pieces of ``chunk_bytes`` (the key's inner
-    chunk) with the settings of ``make_compressors('lz4', level, itemsize)``:
-    clevel 5 unless ``level`` is given, byte shuffle, ``typesize`` = the
-    samples' itemsize.  The crc32c is left out (it is the same 4 bytes per
-    chunk whatever the codec).
-
-    Parameters
-    ----------
-    samples : iterable of numpy.ndarray
-        Blocks of one key's data (any shape; C-contiguous bytes are used).
-    chunk_bytes : int > 0
-        Decoded bytes of one inner chunk of the key.
-    level : int, optional
-        lz4 level (default :data:`DEFAULT_LEVEL` ``['lz4']``, 5).
-
-    Returns
-    -------
-    float or None
-        ``raw / compressed`` (> 1: lz4 saves bytes), ``None`` if ``samples`` hold no bytes.
-    """
-    from numcodecs import Blosc
-
-    if chunk_bytes < 1:
-        raise ValueError(f"chunk_bytes={chunk_bytes} must be > 0")
-    raw = packed = 0
-    codecs: dict[int, Any] = {}
-    for sample in samples:
-        flat = np.ascontiguousarray(sample).reshape(-1)
-        if not flat.size:
-            continue
-        itemsize = flat.dtype.itemsize
-        blosc = codecs.get(itemsize)
-        if blosc is None:
-            blosc = codecs[itemsize] = Blosc(shuffle=Blosc.SHUFFLE, **_blosc_settings("lz4", level, itemsize))
-        step = max(1, chunk_bytes // itemsize)
-        for i in range(0, flat.size, step):
-            piece = flat[i : i + step]
-            raw += piece.nbytes
-            packed += len(blosc.encode(piece))
-    return raw / packed if raw else None
-
-
-def auto_codec(ratio: float | None) -> str:
-    """The codec ``codec='auto'`` gives a key whose measured lz4 ratio (raw / compressed) is ``ratio``.
-
-    ``'none'`` when lz4 saves less than :data:`AUTO_MIN_SAVING` of the bytes
-    (``1 - 1 / ratio < 0.25``, i.e. ``ratio < 1.33``), else ``'lz4'``;
-    ``'lz4'`` when nothing could be measured (``ratio is None``).
-    """
-    if ratio is None:
-        return "lz4"
-    return "none" if 1.0 - 1.0 / ratio < AUTO_MIN_SAVING else "lz4"
 
 
 @dataclass(frozen=True)
@@ -290,7 +149,7 @@ class KeySpec:
     dtype: str  #: numpy dtype string, e.g. ``"<f4"``
     trailing_shape: tuple[int, ...]  #: shape of one row
     chunk_rows: int  #: rows per inner chunk
-    #: the key's codec (one of :data:`CODECS`); ``None``: the corpus codec
+    #: the key's codec (one of :data:`~zarrmux.key_codecs.CODECS`); ``None``: the corpus codec
     codec: str | None = None
     #: raw / compressed bytes of blosc-lz4 on a sample of the sources, measured by
     #: ``codec='auto'``; ``None`` when not measured (a forced codec)
@@ -325,7 +184,7 @@ class KeySpec:
 class CorpusMeta:
     """The root group's ``attributes["zarrmux"]``.
 
-    ``codec`` is the codec the corpus was created with: one of :data:`CODECS`
+    ``codec`` is the codec the corpus was created with: one of :data:`~zarrmux.key_codecs.CODECS`
     (every key), or ``"auto"`` (chosen per key, recorded in each
     :attr:`KeySpec.codec`).  ``level`` applies to every compressed key.
     """
@@ -501,10 +360,6 @@ def array_disagreement(arr: zarr.Array, meta: CorpusMeta, key: str) -> str | Non
     return None
 
 
-def shard_ceil(row: int, shard_rows: int) -> int:
-    """The first shard boundary at or after ``row``."""
-    return -(-row // shard_rows) * shard_rows
-
 
 def create_corpus(
     dest: Any,
@@ -527,10 +382,10 @@ def create_corpus(
         Rows per shard, a multiple of every key's ``chunk_rows``.
     codec : {'lz4', 'zstd', 'none', 'auto'}
         Recorded as :attr:`CorpusMeta.codec`.  ``'auto'`` means the codecs
-        were chosen per key (see :func:`auto_codec`): every ``KeySpec`` must
+        were chosen per key (see :func:`zarrmux.key_codecs.auto_codec`): every ``KeySpec`` must
         then carry its codec.
     level : int, optional
-        Compression level of every compressed key (default :data:`DEFAULT_LEVEL`).
+        Compression level of every compressed key (default :data:`zarrmux.key_codecs.DEFAULT_LEVEL`).
     """
     if not keys:
         raise ValueError("a corpus needs at least one key")
@@ -608,72 +463,8 @@ def read_index(root: zarr.Group, n_entries: int | None = None) -> dict[str, np.n
     return out
 
 
-def _write_index_rows(index: zarr.Group, rows: Mapping[int, EntryRecord]) -> None:
-    """Write ``{position: record}`` into the ``index/*`` arrays (contiguous runs in one call)."""
-    if not rows:
-        return
-    positions = sorted(rows)
-    runs: list[list[int]] = [[positions[0]]]
-    for p in positions[1:]:
-        if p == runs[-1][-1] + 1:
-            runs[-1].append(p)
-        else:
-            runs.append([p])
-    for fname in INDEX_FIELDS:
-        arr = array_at(index, fname)
-        if arr.shape[0] < positions[-1] + 1:
-            arr.resize((positions[-1] + 1,))
-        for run in runs:
-            values = [getattr(rows[p], fname) for p in run]
-            arr[run[0] : run[-1] + 1] = np.asarray(
-                values, dtype=INDEX_FIELDS[fname] if INDEX_FIELDS[fname] is not str else object
-            )
-
-
-#: ``meta.extra`` key of the index-update journal (see :func:`commit_entries`)
+#: ``meta.extra`` key of the index-update journal (see :func:`zarrmux.index_commit.commit_entries`)
 UPDATES_KEY = "index_updates"
-
-
-def commit_entries(
-    root: zarr.Group,
-    records: Sequence[EntryRecord],
-    *,
-    rows_allocated: int,
-    updates: Mapping[int, EntryRecord] | None = None,
-) -> CorpusMeta:
-    """Append ``records`` to the index and commit them (steps 3 and 4 of the protocol).
-
-    The data of every record must already be written.  Returns the new metadata.
-
-    ``updates`` (``{position: record}``, positions < ``n_entries``) replace
-    existing index rows (``overwrite``).  A row update touches several
-    objects, so it is journalled: the root attributes commit the appended
-    records together with ``extra["index_updates"]``; the index rows are then
-    rewritten and the journal cleared.  :func:`read_index` applies a journal
-    left by a killed writer, and the next commit replays it.
-    """
-    meta = read_meta(root)
-    n, k = meta.n_entries, len(records)
-    index = group_at(root, INDEX_GROUP)
-    pending = {int(p): EntryRecord(**r) for p, r in meta.extra.get(UPDATES_KEY, {}).items()}
-    if pending:  # replay a journal left by a killed writer
-        _write_index_rows(index, pending)
-    _write_index_rows(index, {n + i: r for i, r in enumerate(records)})
-    meta.n_entries = n + k
-    meta.rows_allocated = max(meta.rows_allocated, int(rows_allocated))
-    if updates:
-        for p in updates:
-            if not 0 <= int(p) < n:
-                raise ValueError(f"index update position {p} is not a committed entry (n_entries={n})")
-        meta.extra[UPDATES_KEY] = {str(int(p)): asdict(r) for p, r in updates.items()}
-        write_meta(root, meta)  # the commit point
-        _write_index_rows(index, {int(p): r for p, r in updates.items()})
-    if UPDATES_KEY in meta.extra:
-        del meta.extra[UPDATES_KEY]
-        write_meta(root, meta)
-    elif k or not updates:
-        write_meta(root, meta)
-    return meta
 
 
 def entry_hasher() -> "EntryHasher":

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from . import layout
+from .chunking import default_chunk_rows, default_shard_rows, shard_ceil
+from .index_commit import commit_entries
 
 if TYPE_CHECKING:
     from zarr.storage import LocalStore
@@ -98,17 +100,17 @@ def write_corpus(
     keys = {}
     for k in sorted(first):
         a = np.asarray(first[k])
-        spec_rows = chunk_rows or layout.default_chunk_rows(a.dtype.itemsize * int(np.prod(a.shape[1:], dtype=np.int64)))
+        spec_rows = chunk_rows or default_chunk_rows(a.dtype.itemsize * int(np.prod(a.shape[1:], dtype=np.int64)))
         keys[k] = layout.KeySpec(a.dtype.str, tuple(a.shape[1:]), spec_rows)
     if shard_rows is None:
-        shard_rows = layout.default_shard_rows([s.row_bytes for s in keys.values()], [s.chunk_rows for s in keys.values()])
+        shard_rows = default_shard_rows([s.row_bytes for s in keys.values()], [s.chunk_rows for s in keys.values()])
     import zarr
 
     root = layout.create_corpus(dest, keys, shard_rows=shard_rows, codec=codec, level=level)
     end = 0
     for name, arrays in entries.items():
         rows = len(next(iter(arrays.values())))
-        start = layout.shard_ceil(end, shard_rows)
+        start = shard_ceil(end, shard_rows)
         for k in keys:
             arr = root[k]
             assert isinstance(arr, zarr.Array), f"{dest}/{k}: create_corpus made a group, not an array"
@@ -116,7 +118,7 @@ def write_corpus(
             arr[start : start + rows] = np.asarray(arrays[k])
         end = start + rows
         rec = layout.EntryRecord(name, start, rows, source="<memory>", checksum=layout.checksum_arrays(arrays))
-        layout.commit_entries(root, [rec], rows_allocated=end)
+        commit_entries(root, [rec], rows_allocated=end)
     return root
 
 

@@ -20,7 +20,11 @@ import zarr
 
 from . import layout
 from .exceptions import CorpusError
-from .sources import SourceError, discover, scan, source_checksum
+from .key_codecs import AUTO, DEFAULT_LEVEL
+from .member_reader import source_checksum
+from .source_discovery import discover
+from .source_headers import scan
+from .sources import SourceError
 
 __all__ = ["info", "verify", "Mismatch", "VerifyReport", "open_store"]
 
@@ -92,7 +96,7 @@ def info(store: Any, *, entries: bool = False) -> dict[str, Any]:
     codec (``None`` when a codec was forced).  The top-level ``codec`` is the
     corpus codec: one codec for every key, or ``'auto'`` (chosen per key:
     uncompressed when lz4 saved less than
-    :data:`zarrmux.layout.AUTO_MIN_SAVING` of the bytes); ``codecs`` maps
+    :data:`zarrmux.key_codecs.AUTO_MIN_SAVING` of the bytes); ``codecs`` maps
     each key to its codec.
     """
     root = open_store(store)
@@ -154,8 +158,8 @@ def _entry_list(idx: dict[str, np.ndarray]) -> list[dict[str, Any]]:
 
 def _corpus_level(meta: layout.CorpusMeta) -> int | None:
     """The level of the corpus codec; for ``'auto'``, that of its compressed keys (``None`` if none is)."""
-    if meta.codec != layout.AUTO:
-        return meta.level if meta.level is not None else layout.DEFAULT_LEVEL.get(meta.codec)
+    if meta.codec != AUTO:
+        return meta.level if meta.level is not None else DEFAULT_LEVEL.get(meta.codec)
     return next((lv for lv in (meta.key_level(k) for k in meta.keys) if lv is not None), None)
 
 

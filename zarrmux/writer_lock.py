@@ -21,7 +21,7 @@ The lock
   Worker processes of a conversion share the coordinator's lock (the
   descriptor is passed to them), so a writer whose coordinator was killed
   holds the lock until its last worker has exited too (they exit within a
-  fraction of a second: :mod:`zarrmux.conversion` ``_worker_init``); a new
+  fraction of a second: :mod:`zarrmux.unit_runners`); a new
   writer can never overlap an orphaned one.
 * The recorded ``pid`` is only used in messages; liveness is checked against
   its start time, so a reused pid is not mistaken for the holder.
