@@ -13,12 +13,15 @@ is kept in numpy tables, so serving a batch is vectorised end to end:
    copies the whole batch out.
 
 The only per-chunk Python is the decode call of a miss; a hit costs nothing
-per chunk.  Slots a batch uses are pinned until its rows are copied, so
-threads can share an arena: a slot is never reused under a reader, and a
-chunk being decoded by one thread is waited for, not decoded twice.
+per chunk.  A batch whose chunks are all decoded already is copied out with
+no lock at all, and kept only if no slot was given to another chunk while it
+was copied (a count of evictions, bumped before a slot is rewritten).  Any
+other batch pins the slots it uses until its rows are copied, so threads can
+share an arena: a slot is never reused under a reader, and a chunk being
+decoded by one thread is waited for, not decoded twice.
 
 Memory: the arena (``n_slots * chunk_nbytes``, decided by the corpus's
-``cache_bytes``) plus one int32 per row chunk of the array for the table.
+``cache_bytes``) plus two int32 per row chunk of the array for the tables.
 """
 
 from __future__ import annotations
@@ -75,12 +78,15 @@ class ChunkArena:
         #: every chunk has its own slot (slot c holds chunk c, nothing is ever evicted): once a
         #: batch's chunks are loaded, reading it is one fancy index, with no claim at all
         self.resident = self.n_slots == reader.n_chunks
-        #: resident arenas: chunks not loaded yet
-        self._unloaded = np.ones(self.n_slots if self.resident else 0, dtype=bool)
+        #: chunk -> slot + 1 once its decoded rows are in the slot (0: not there, or not yet): a batch whose
+        #: chunks are all there is copied out with no claim, then kept only if no slot was reused meanwhile
+        self._ready_slot = np.zeros(reader.n_chunks, dtype=np.int32)
+        self._evictions = 0  #: slots given to other chunks so far
         self._arange = np.arange(0, dtype=np.int64)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         _forksafe.register(self)
+        #: chunk lookups of windows served without decoding, and chunks decoded
         self.hits = 0
         self.misses = 0
 
@@ -107,7 +113,11 @@ class ChunkArena:
             mine = ~held
             if free is not None:
                 old = self._chunk_in[free]
-                self._slot_of[old[old >= 0]] = 0
+                gone = old[old >= 0]
+                if len(gone):
+                    self._slot_of[gone] = 0
+                    self._ready_slot[gone] = 0
+                    self._evictions += 1  # before the slots are written: readers copying out see it
                 new = chunks[mine]
                 self._chunk_in[free] = new
                 self._slot_of[new] = free + 1
@@ -115,7 +125,6 @@ class ChunkArena:
                 self._pins[free] += 1
                 slots[mine] = free
                 self.misses += need
-            self.hits += k - need
         return slots, mine
 
     def _victims(self, need: int) -> np.ndarray | None:
@@ -151,14 +160,14 @@ class ChunkArena:
         except BaseException:
             with self._changed:
                 self._slot_of[chunks] = 0
+                self._ready_slot[chunks] = 0
                 self._chunk_in[slots] = -1
                 self._ready[slots] = True  # waiters wake, find the chunk gone and load it themselves
                 self._changed.notify_all()
             raise
         with self._changed:
             self._ready[slots] = True
-            if self.resident:
-                self._unloaded[slots] = False
+            self._ready_slot[chunks] = slots + 1
             self._changed.notify_all()
 
     def _fill_mapped(self, chunks: np.ndarray, slots: np.ndarray) -> None:
@@ -226,10 +235,19 @@ class ChunkArena:
         g = np.asarray(starts, dtype=np.int64)
         rows = g[:, None] + self._steps(n)
         chunk = rows // cr
-        if self.resident and not np.count_nonzero(self._unloaded[chunk]):
-            out = self._row_items[rows]  # slot c holds chunk c: arena row = array row
-            out = out.view(r.store_dtype).reshape(len(rows), n, *r.trailing)
-            return out if out.dtype == r.dtype else out.astype(r.dtype)
+        seen = self._evictions
+        held = self._ready_slot[chunk]
+        if not np.count_nonzero(held == 0):  # every chunk decoded in its slot: no claim needed
+            if self.resident:
+                out = self._row_items[rows]  # slot c holds chunk c: arena row = array row
+            else:
+                at = (held - 1) * cr
+                at += rows - chunk * cr
+                out = self._row_items[at]
+            if self._evictions == seen:  # no slot was given to another chunk while we copied
+                self.hits += len(rows) + np.count_nonzero(chunk[:, 0] != chunk[:, -1])  # chunk lookups
+                out = out.view(r.store_dtype).reshape(len(rows), n, *r.trailing)
+                return out if out.dtype == r.dtype else out.astype(r.dtype)
         # a window of at most cr + 1 rows lies in its first and last chunk
         ends = np.concatenate((g, g + (n - 1))) // cr if n <= cr + 1 else chunk.ravel()
         chunks = np.unique(ends)
@@ -240,6 +258,7 @@ class ChunkArena:
             if claimed is None:
                 return None
             slots, mine = claimed
+            self.hits += len(rows) + np.count_nonzero(chunk[:, 0] != chunk[:, -1]) - np.count_nonzero(mine)
             try:
                 if mine.any():
                     self._fill(chunks[mine], slots[mine])
