@@ -19,7 +19,9 @@ import zarr
 
 from . import layout
 from . import shard_format as fmt
+from .byte_order import store_dtype
 from .chunking import shard_ceil
+from .entry_checksum import EntryHasher
 from .member_reader import MemberReader, open_reader
 from .sources import SourceEntry, SourceError
 
@@ -106,7 +108,7 @@ class _ShardWriter:
             self.buf_start, self.hi = shard, 0
         return row - shard
 
-    def fill(self, reader: MemberReader, row: int, n: int, hasher: layout.EntryHasher) -> None:
+    def fill(self, reader: MemberReader, row: int, n: int, hasher: EntryHasher) -> None:
         """Read ``n`` rows from ``reader`` into rows ``[row, row + n)``, hashing them."""
         while n > 0:
             off = self._at(row)
@@ -151,7 +153,7 @@ def convert_unit(task: UnitTask, on_entry: Callable[[SourceEntry], None] | None 
     root = zarr.open_group(task.dest, mode="r+")
     meta = layout.read_meta(root)
     writers = {
-        k: _ShardWriter(layout.array_at(root, k), task.shard_rows, layout.store_dtype(spec.dtype), tuple(spec.trailing_shape))
+        k: _ShardWriter(layout.array_at(root, k), task.shard_rows, store_dtype(spec.dtype), tuple(spec.trailing_shape))
         for k, spec in meta.keys.items()
     }
     records: list[layout.EntryRecord] = []
@@ -159,7 +161,7 @@ def convert_unit(task: UnitTask, on_entry: Callable[[SourceEntry], None] | None 
     nread = 0
     for entry, start in task.entries:
         try:
-            h = layout.EntryHasher()
+            h = EntryHasher()
             for key in sorted(entry.members):
                 m = entry.members[key]
                 h.begin_key(key, np.dtype(m.store_dtype), m.shape)

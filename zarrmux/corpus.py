@@ -1,24 +1,23 @@
-"""Opening corpora: :func:`open_corpus`, :class:`Corpus`, :class:`Entry`.
+"""Reading corpora: :func:`open_corpus` and :class:`Corpus` (:class:`Entry` views one entry).
 
 A corpus is a list of *entries* (songs, recordings, ...), each a set of
-arrays (*keys*) sharing their leading axis ("rows").  Two kinds of store open:
-
-* a **zarrmux corpus** (:mod:`zarrmux.layout`): one array per key holding
-  every entry's rows, plus an index.  Opening reads a constant number of
-  objects (root, key metadata, index), never lists the store, so it works
-  over HTTP.
-* **plain Zarr data** written by others (zarr-python, ``xarray.Dataset.to_zarr``):
-  a group whose arrays share their leading axis is one entry; a group of
-  such groups is a corpus of entries.  Finding the arrays lists the store
-  (or uses consolidated metadata).
+arrays (*keys*) sharing their leading axis ("rows").  Two kinds of store open
+(:mod:`zarrmux.entry_tables`): a **zarrmux corpus** (:mod:`zarrmux.layout`:
+one array per key holding every entry's rows, plus an index; opening never
+lists the store, so it works over HTTP), and **plain Zarr data** written by
+others (a group whose arrays share their leading axis is one entry, a group
+of such groups a corpus).
 
 All reads go through :meth:`Corpus.read_windows`, which sends each key of a
-whole batch to one reader: a key of a zarrmux corpus stored uncompressed in
-local files is gathered straight from its memory-mapped shards
-(:mod:`zarrmux.exact_windows`); any other key of a zarrmux corpus is decoded
-into its chunk arena, bounded by ``cache_bytes`` (:mod:`zarrmux.chunk_arena`);
-plain Zarr data (one array per entry) goes through decoded chunks fetched
-together and a byte-bounded cache (:mod:`zarrmux.chunk_loader`).
+whole batch to one reader (:mod:`zarrmux.key_readers`): a key of a zarrmux
+corpus stored uncompressed in local files is gathered straight from its
+memory-mapped shards (:mod:`zarrmux.exact_windows`); any other key of a
+zarrmux corpus is decoded into its chunk arena, bounded by ``cache_bytes``
+(:mod:`zarrmux.chunk_arena`); plain Zarr data (one array per entry) goes
+through decoded chunks fetched together and a byte-bounded cache
+(:mod:`zarrmux.chunk_loader`).  A failed read is reported by
+:mod:`zarrmux.read_faults`; views of entries (:class:`Entry`,
+:class:`LazyArray`) live in :mod:`zarrmux.entry_view`.
 
 What is checked, and when
 -------------------------
@@ -60,21 +59,23 @@ import logging
 import operator
 import os
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from . import layout
-from . import exact_windows, index_checks, remote_windows
+from . import index_checks, layout
 from .array_reader import ArrayReader, ChunkFault
 from .byte_io import make_io
-from .chunk_arena import ChunkArena, slots_for
 from .chunk_cache import DEFAULT_CACHE_BYTES, ChunkCache
 from .chunk_loader import load_chunks
+from .entry_checksum import checksum_arrays
+from .entry_tables import open_tables
+from .entry_view import Entry, LazyArray
 from .exceptions import ClosedError, ConfigError, CorpusError, DataError, UnknownKeyError
+from .key_readers import key_readers
 from .params import check_choice, check_int
+from .read_faults import fault_error
 from .stores import BACKENDS, is_remote, open_root
 
 #: what is worth knowing but not an error
@@ -233,188 +234,28 @@ class Corpus:
         self._root = root
         self._cache = ChunkCache(self._cache_bytes)
         self._io = make_io(root.store)
-        self._sources: list[str] | None = None  #: per stored entry: the files it came from (zarrmux corpora)
-        try:
-            is_zarrmux = layout.ATTR_KEY in root.attrs
-        except Exception as exc:
-            raise CorpusError(f"cannot read the attributes of {self.path!r}: {exc}") from exc
-        if is_zarrmux:
-            self._open_zarrmux(root)
-        else:
-            self._open_plain(root)
+        t = open_tables(root, self._io, self._target, self._req_keys, self._req_entries)
+        if t.meta is not None:
+            self.meta = t.meta
+        self._sources = t.sources
+        self._stored_at = t.stored_at
+        self._names = t.names
+        self._rows = t.rows
+        self._last_starts_memo: tuple[int, np.ndarray] | None = None
+        self._keys = t.keys
+        self._readers = t.readers
+        self._uids = [r.uid for r in t.readers]
+        self._rid = t.rid
+        self._off = t.off
+        self._chunk_rows = np.array([r.chunk_rows for r in t.readers], dtype=np.int64)
+        by_key = key_readers(t.keys, t.readers, t.rid, self._cache_bytes, self._exact_remote)
+        self._key_spec = by_key.spec
+        self._single = by_key.single
+        self._exact = by_key.exact
+        self._arena = by_key.arena
         self._name_to_pos: dict[str, int] = {}
         for i, nm in enumerate(self._names):
             self._name_to_pos.setdefault(nm, i)
-
-    def _check_keys(self, available: Sequence[str]) -> tuple[str, ...]:
-        if self._req_keys is None:
-            return tuple(available)
-        for k in self._req_keys:
-            if k not in available:
-                raise UnknownKeyError(f"key {k!r} is not in corpus {self.path!r}; available keys: {list(available)}")
-        if not self._req_keys:
-            raise CorpusError(f"keys=() selects no key of corpus {self.path!r}")
-        return tuple(self._req_keys)
-
-    def _open_zarrmux(self, root: Any) -> None:
-        try:
-            meta = layout.read_meta(root)
-        except CorpusError as exc:
-            raise CorpusError(f"{self.path!r}: {exc}") from exc
-        self.meta = meta
-        parts = layout.open_parts(root, meta)  # every array there, agreeing with the metadata
-        keys = self._check_keys(list(meta.keys))
-        try:
-            index = layout.read_index(root, meta.n_entries)
-        except Exception as exc:
-            raise CorpusError(f"cannot read the entry index of corpus {self.path!r}: {type(exc).__name__}: {exc}") from exc
-        names = [str(x) for x in index["name"]]
-        self._sources = [str(x) for x in index["source"]] if "source" in index else None
-        starts = np.asarray(index["start"], dtype=np.int64)
-        rows = np.asarray(index["rows"], dtype=np.int64)
-        spans = index_checks.check_index(root, self._io, f"corpus {self.path!r}", meta, names, starts, rows)
-        readers: list[ArrayReader] = []
-        rid: dict[str, np.ndarray] = {}
-        off: dict[str, np.ndarray] = {}
-        required: dict[tuple[int, int], np.ndarray] = {}
-        for k in keys:
-            reader = ArrayReader(parts[k], k, self._io)
-            if len(rows) and int((starts + rows).max()) > reader.shape[0]:
-                i = int(np.argmax(starts + rows))
-                raise CorpusError(
-                    f"corpus {self.path!r}: entry {names[i]!r} (rows {starts[i]}:{starts[i] + rows[i]}) lies beyond "
-                    f"the end of array {k!r} ({reader.shape[0]} rows)"
-                )
-            if index_checks.written_whole(meta, k, reader):
-                geometry = (reader.shape[0], reader.shard_rows)
-                if geometry not in required:
-                    required[geometry] = index_checks.required_rows(*spans, *geometry)
-                reader.require(required[geometry])
-            rid[k] = np.full(len(names), len(readers), dtype=np.int64)
-            off[k] = starts
-            readers.append(reader)
-        self._set_entries(names, rows, keys, readers, rid, off)
-
-    def _open_plain(self, root: Any) -> None:
-        try:
-            own = _entry_arrays(root)
-            if own:
-                base = str(self._target).rstrip("/").split("/")[-1] if isinstance(self._target, str) else "entry"
-                if base.endswith(".zarr"):
-                    base = base[: -len(".zarr")]
-                groups = [(base or "entry", own)]
-            else:
-                groups = []
-                for name, g in sorted(root.groups(), key=lambda t: t[0]):
-                    arrs = _entry_arrays(g)
-                    if arrs:
-                        groups.append((name, arrs))
-        except CorpusError:
-            raise
-        except Exception as exc:
-            raise CorpusError(f"cannot list the arrays of {self.path!r}: {type(exc).__name__}: {exc}") from exc
-        if not groups:
-            raise CorpusError(
-                f"{self.path!r} is not a corpus: it holds no zarrmux index, no arrays and no groups of arrays"
-            )
-        common = [k for k in groups[0][1] if all(k in arrs for _, arrs in groups)]
-        available = sorted(set().union(*[arrs.keys() for _, arrs in groups]))
-        if self._req_keys is None:
-            keys = tuple(common)
-            if not keys:
-                raise CorpusError(f"the entries of {self.path!r} share no key; keys seen: {available}")
-        else:
-            for k in self._req_keys:
-                missing = [name for name, arrs in groups if k not in arrs]
-                if missing:
-                    raise UnknownKeyError(
-                        f"key {k!r} is not in entry {missing[0]!r} of corpus {self.path!r}; "
-                        f"keys common to every entry: {common}"
-                    )
-            keys = self._check_keys(common)
-        readers: list[ArrayReader] = []
-        rid = {k: np.zeros(len(groups), dtype=np.int64) for k in keys}
-        off = {k: np.zeros(len(groups), dtype=np.int64) for k in keys}
-        rows = np.zeros(len(groups), dtype=np.int64)
-        for i, (_name, arrs) in enumerate(groups):
-            for k in keys:
-                arr = arrs[k]
-                reader = ArrayReader(arr, f"{arr.path}", self._io)
-                rid[k][i] = len(readers)
-                readers.append(reader)
-            rows[i] = arrs[keys[0]].shape[0]
-        self._set_entries([n for n, _ in groups], rows, keys, readers, rid, off)
-
-    def _set_entries(
-        self,
-        names: list[str],
-        rows: np.ndarray,
-        keys: tuple[str, ...],
-        readers: list[ArrayReader],
-        rid: dict[str, np.ndarray],
-        off: dict[str, np.ndarray],
-    ) -> None:
-        #: each entry's position in the whole store (its row of ``index/*``)
-        self._stored_at = np.arange(len(names), dtype=np.int64)
-        if self._req_entries is not None:
-            pos = {nm: i for i, nm in enumerate(names)}
-            unknown = [nm for nm in self._req_entries if nm not in pos]
-            if unknown:
-                raise CorpusError(
-                    f"entries=: {len(unknown)} name(s) not in corpus {self.path!r}, first {unknown[0]!r}"
-                    + ("" if len(unknown) == 1 else f", then {unknown[1:4]!r}")
-                )
-            if len(set(self._req_entries)) != len(self._req_entries):
-                dup = next(nm for i, nm in enumerate(self._req_entries) if nm in self._req_entries[:i])
-                raise CorpusError(f"entries=: entry {dup!r} is listed twice")
-            at = np.array([pos[nm] for nm in self._req_entries], dtype=np.int64)
-            names = list(self._req_entries)
-            rows = np.asarray(rows, dtype=np.int64)[at]
-            rid = {k: v[at] for k, v in rid.items()}
-            off = {k: v[at] for k, v in off.items()}
-            self._stored_at = at
-        self._names = names
-        self._rows = np.asarray(rows, dtype=np.int64)
-        self._last_starts_memo: tuple[int, np.ndarray] | None = None
-        self._rows.flags.writeable = False
-        self._keys = keys
-        self._readers = readers
-        self._uids = [r.uid for r in readers]
-        self._rid = rid
-        self._off = off
-        self._chunk_rows = np.array([r.chunk_rows for r in readers], dtype=np.int64)
-        # per key: dtype and trailing shape (all entries must agree to stack windows)
-        self._key_spec: dict[str, tuple[np.dtype, tuple[int, ...]] | None] = {}
-        #: per key: the one reader of every entry (a zarrmux corpus), else None
-        self._single: dict[str, ArrayReader | None] = {}
-        #: per key: its exact-window reader, when its one array is stored uncompressed in local files
-        self._exact: dict[str, exact_windows.ExactWindows | remote_windows.RemoteWindows] = {}
-        for k in keys:
-            used = set(rid[k].tolist()) or {keys.index(k)}  # an empty zarrmux corpus: reader j is key j
-            specs = {(readers[j].dtype, readers[j].trailing) for j in used}
-            self._key_spec[k] = specs.pop() if len(specs) == 1 else None
-            single = readers[used.pop()] if len(used) == 1 else None
-            self._single[k] = single
-            if single is not None and exact_windows.supports(single):
-                self._exact[k] = exact_windows.ExactWindows(single)
-            elif single is not None and self._exact_remote and remote_windows.supports(single):
-                self._exact[k] = remote_windows.RemoteWindows(single)
-        #: per key read through decoded chunks with one array: its arena; the budget goes to the
-        #: smallest keys first, whole if they fit in what is left (labels: resident), else shared
-        #: equally with the keys after it (every arena holds at least chunk_arena.MIN_SLOTS chunks)
-        self._arena: dict[str, ChunkArena] = {}
-        arena_keys = sorted(
-            (k for k in keys if self._single[k] is not None and k not in self._exact),
-            key=lambda k: self._single[k].n_chunks * self._single[k].chunk_nbytes,  # type: ignore[union-attr]
-        )
-        budget = self._cache_bytes
-        for i, k in enumerate(arena_keys):
-            reader = self._single[k]
-            assert reader is not None
-            whole = reader.n_chunks * reader.chunk_nbytes
-            n_slots = slots_for(whole if whole <= budget else budget // (len(arena_keys) - i), reader)
-            self._arena[k] = ChunkArena(reader, n_slots)
-            budget = max(0, budget - n_slots * reader.chunk_nbytes)
 
     # ------------------------------------------------------------------ API
     @property
@@ -482,6 +323,31 @@ class Corpus:
     def __contains__(self, name: object) -> bool:
         self._load()
         return name in self._name_to_pos
+
+    def entry_name(self, position: int) -> str:
+        """The name of the entry at ``position`` (what :attr:`Entry.name` reads)."""
+        self._load()
+        return self._names[position]
+
+    def entry_source(self, position: int) -> str | None:
+        """The file(s) the entry at ``position`` was converted from; None if not recorded (:attr:`Entry.source`)."""
+        self._load()
+        sources = self._sources
+        if not sources:
+            return None
+        return sources[int(self._stored_at[position])] or None
+
+    def key_reader(self, key: str, position: int) -> ArrayReader:
+        """The reader of the array holding ``key`` of the entry at ``position`` (its dtype and row shape).
+
+        Raises
+        ------
+        UnknownKeyError
+            ``key`` is not a key read.
+        """
+        self._load()
+        (k,) = self._select((key,))
+        return self._readers[int(self._rid[k][position])]
 
     def __repr__(self) -> str:
         if not self._loaded:
@@ -661,26 +527,7 @@ class Corpus:
         return memo[1]
 
     def _data_error(self, fault: ChunkFault, sel: Sequence[str], ent: np.ndarray, st: np.ndarray, n: int) -> DataError:
-        reader = fault.reader
-        assert reader is not None
-        key = next((k for k in sel if reader.uid in {self._readers[j].uid for j in set(self._rid[k].tolist())}), reader.label)
-        names: list[str] = []
-        if key in self._rid:
-            rid = self._rid[key][ent]
-            g = self._off[key][ent] + st
-            cr = reader.chunk_rows
-            for b in range(len(ent)):
-                if self._readers[int(rid[b])] is not reader:
-                    continue
-                lo, hi = int(g[b]) // cr, (int(g[b]) + n - 1) // cr
-                if any(lo <= c <= hi for c in fault.chunks):
-                    nm = self._names[int(ent[b])]
-                    if nm not in names:
-                        names.append(nm)
-        who = f"entry {names[0]!r}" if len(names) == 1 else (f"entries {names}" if names else "entry <unknown>")
-        if fault.missing:
-            return DataError(f"missing data in corpus {self.path!r}: {who}, key {key!r}, object {fault.where}: {fault.message}")
-        return DataError(f"corrupt data in corpus {self.path!r}: {who}, key {key!r}, chunk {fault.where}: {fault.message}")
+        return fault_error(fault, self.path, self._names, self._readers, self._rid, self._off, sel, ent, st, n)
 
     def check_keys(self, keys: Sequence[str] | str | None) -> tuple[str, ...] | None:
         """``keys`` as a tuple (``None`` stays ``None``: every key), each checked to be a key read.
@@ -789,167 +636,6 @@ class Corpus:
             return
         with Corpus(self._target, cache_bytes=0, storage_options=self._storage_options, backend=self._backend) as full:
             arrays = {k: full.read_rows(stored, k, 0, int(e.rows)) for k in full.keys}
-        actual = layout.checksum_arrays(arrays)
+        actual = checksum_arrays(arrays)
         if actual != expected:
             raise DataError(f"entry {e.name!r} of corpus {self.path!r} fails its checksum: stored {expected}, computed {actual}")
-
-
-class Entry:
-    """One entry of a :class:`Corpus`: ``name``, ``rows``, ``keys()`` and ``entry[key]``."""
-
-    __slots__ = ("corpus", "position")
-
-    def __init__(self, corpus: Corpus, position: int) -> None:
-        self.corpus = corpus
-        self.position = int(position)
-
-    @property
-    def name(self) -> str:
-        self.corpus._load()
-        return self.corpus._names[self.position]
-
-    @property
-    def source(self) -> str | None:
-        """The file(s) this entry was converted from (absolute paths, ``;``-separated); None if not recorded."""
-        self.corpus._load()
-        sources = self.corpus._sources
-        if not sources:
-            return None
-        return sources[int(self.corpus._stored_at[self.position])] or None
-
-    @property
-    def rows(self) -> int:
-        self.corpus._load()
-        return int(self.corpus._rows[self.position])
-
-    def keys(self) -> tuple[str, ...]:
-        return self.corpus.keys
-
-    def __getitem__(self, key: str) -> "LazyArray":
-        self.corpus._load()
-        (k,) = self.corpus._select((key,))
-        return LazyArray(self, k)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.corpus.keys
-
-    def __len__(self) -> int:
-        return self.rows
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_entry_at, (self.corpus, self.position))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Entry) and other.corpus is self.corpus and other.position == self.position
-
-    def __hash__(self) -> int:
-        return hash((id(self.corpus), self.position))
-
-    def __repr__(self) -> str:
-        return f"<zarrmux.Entry {self.name!r}: {self.rows} rows, keys {list(self.keys())}>"
-
-
-def _entry_at(corpus: Corpus, position: int) -> Entry:
-    return Entry(corpus, position)
-
-
-class LazyArray:
-    """One key of one entry: ``shape``, ``dtype``, ``len()`` and numpy-style slicing.
-
-    Slicing reads only the rows it needs (through the corpus's cache) and
-    returns numpy.  The leading index may be an int or a slice (any step);
-    further indices apply to the rows read.
-    """
-
-    __slots__ = ("entry", "key", "_reader")
-
-    def __init__(self, entry: Entry, key: str) -> None:
-        self.entry = entry
-        self.key = key
-        c = entry.corpus
-        self._reader = c._readers[int(c._rid[key][entry.position])]
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (self.entry.rows, *self._reader.trailing)
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._reader.dtype
-
-    @property
-    def ndim(self) -> int:
-        return 1 + len(self._reader.trailing)
-
-    def __len__(self) -> int:
-        return self.entry.rows
-
-    def _rows(self, start: int, stop: int) -> np.ndarray:
-        return self.entry.corpus.read_rows(self.entry.position, self.key, start, stop)
-
-    def __getitem__(self, item: Any) -> np.ndarray:
-        rest: tuple[Any, ...] = ()
-        if isinstance(item, tuple):
-            if not item:
-                item = slice(None)
-            else:
-                if item[0] is Ellipsis:
-                    return self[:][item]
-                item, rest = item[0], item[1:]
-        rows = self.entry.rows
-        if isinstance(item, slice):
-            start, stop, step = item.indices(rows)
-            if step == 1:
-                out = self._rows(start, max(start, stop))
-            else:
-                idx = range(start, stop, step)
-                if len(idx) == 0:
-                    out = self._rows(0, 0)
-                else:
-                    lo, hi = min(idx[0], idx[-1]), max(idx[0], idx[-1]) + 1
-                    out = self._rows(lo, hi)[idx[0] - lo :: step] if step > 0 else self._rows(lo, hi)[idx[0] - lo :: step]
-        elif item is Ellipsis:
-            out = self._rows(0, rows)
-            return out[(Ellipsis, *rest)] if rest else out
-        else:
-            try:
-                i = operator.index(item)
-            except TypeError:
-                raise TypeError(f"cannot index {self!r} with {type(item).__name__}; use an int or a slice") from None
-            if not -rows <= i < rows:
-                raise IndexError(f"row {i} out of range for key {self.key!r} of entry {self.entry.name!r} ({rows} rows)")
-            i %= rows
-            return self._rows(i, i + 1)[0][rest] if rest else self._rows(i, i + 1)[0]
-        return out[(slice(None), *rest)] if rest else out
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        a = self[:]
-        return a.astype(dtype) if dtype is not None else a
-
-    def __repr__(self) -> str:
-        return f"<zarrmux.LazyArray {self.entry.name!r}[{self.key!r}] shape={self.shape} dtype={self.dtype}>"
-
-
-def _dim0(arr: Any) -> str | None:
-    names = getattr(arr.metadata, "dimension_names", None)
-    if names:
-        return names[0]
-    dims = arr.attrs.get("_ARRAY_DIMENSIONS") if hasattr(arr, "attrs") else None
-    if isinstance(dims, (list, tuple)) and dims:
-        return str(dims[0])
-    return None
-
-
-def _entry_arrays(group: Any) -> dict[str, Any]:
-    """The arrays of ``group`` that share its leading axis (by dimension name and length).
-
-    The most common (leading dimension name, length) pair wins; ties go to the
-    longer axis.  0-d arrays are ignored.
-    """
-    arrs = {name: a for name, a in group.arrays() if len(a.shape) >= 1}
-    if not arrs:
-        return {}
-    sig = {name: (_dim0(a), int(a.shape[0])) for name, a in arrs.items()}
-    counts = Counter(sig.values())
-    best = max(counts, key=lambda s: (counts[s], s[1]))
-    return {name: arrs[name] for name in sorted(arrs) if sig[name] == best}

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 import zarr
 
 from . import layout
+from .corpus_arrays import IncompleteCorpusError, open_parts
 from .exceptions import CorpusError
 
 __all__ = [
@@ -92,8 +93,8 @@ def open_existing(dest: str) -> tuple[zarr.Group | None, bool]:
         ) from None
     meta = layout.read_meta(root)  # CorpusError if not a corpus
     try:
-        layout.open_parts(root, meta)
-    except layout.IncompleteCorpusError as exc:
+        open_parts(root, meta)
+    except IncompleteCorpusError as exc:
         if exc.n_entries:
             raise
         return None, True

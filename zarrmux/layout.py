@@ -2,8 +2,11 @@
 
 This module is the contract between the writer (:mod:`zarrmux.conversion`) and
 the readers (:mod:`zarrmux.corpus`): the paths, attributes and index arrays
-of a corpus, its metadata documents, creating and opening one, reading its
-index, and the entry checksum.
+of a corpus, its metadata documents, creating one and reading its index.
+Parts of the contract with a module of their own: the entry checksum
+(:mod:`zarrmux.entry_checksum`), the little-endian storage rule
+(:mod:`zarrmux.byte_order`), and opening the arrays checked against the
+metadata (:mod:`zarrmux.corpus_arrays`).
 
 Layout
 ------
@@ -30,8 +33,8 @@ Layout
   ``n_entries`` are valid.  Entry position ``i`` is index row ``i``.
 * ``checksum`` is ``"sha256:<hex>"`` over every key in sorted key order: the
   key name, dtype string and shape, then the C-order bytes of the data
-  (see :func:`entry_hasher`).  Dtype and bytes are taken in little-endian
-  byte order (:func:`store_dtype`), so the checksum covers *values*, dtype
+  (see :mod:`zarrmux.entry_checksum`).  Dtype and bytes are taken in little-endian
+  byte order (:func:`zarrmux.byte_order.store_dtype`), so the checksum covers *values*, dtype
   and shape whatever the byte order of a source; for the little-endian data
   every corpus holds this is the rule corpora were always written with.
   ``verify`` hashes the stored rows with the dtype and shape of the stored
@@ -66,8 +69,8 @@ sibling directory ``<dest>.zarrmux-new-<pid>`` and renamed into place, so a
 killed first run leaves nothing at ``dest`` (the next writer removes the
 leftover directory).  A store whose creation was interrupted otherwise (a
 remote destination, or a corpus written by an older zarrmux) has its root
-attributes but lacks an array: :func:`open_parts` refuses it with
-:class:`IncompleteCorpusError` (it has no committed entries; rerunning the
+attributes but lacks an array: :func:`zarrmux.corpus_arrays.open_parts` refuses it with
+:class:`~zarrmux.corpus_arrays.IncompleteCorpusError` (it has no committed entries; rerunning the
 conversion recreates it).
 
 Writers
@@ -77,7 +80,6 @@ One writer at a time per destination: :mod:`zarrmux.writer_lock`.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -85,6 +87,8 @@ from typing import Any
 import numpy as np
 import zarr
 
+from .byte_order import store_dtype
+from .entry_checksum import EntryHasher, checksum_arrays, entry_hasher
 from .exceptions import CorpusError
 from .key_codecs import AUTO, CODECS, DEFAULT_LEVEL, make_compressors
 
@@ -105,16 +109,15 @@ __all__ = [
     "write_meta",
     "read_index",
     "UPDATES_KEY",
+    # the checksum rule and the byte order: part of this contract, defined in zarr-free modules
+    # (so reading sources needs no zarr) and named here too
     "entry_hasher",
     "EntryHasher",
     "checksum_arrays",
     "store_dtype",
-    "open_parts",
     "array_at",
     "group_at",
-    "array_dtype",
-    "array_disagreement",
-    "IncompleteCorpusError",
+    "store_name",
     "RESERVED_NAMES",
 ]
 
@@ -242,32 +245,14 @@ class EntryRecord:
     fingerprint: str = ""
 
 
-def store_dtype(dtype: Any) -> np.dtype:
-    """The dtype a corpus stores ``dtype`` as: the same kind and size, little-endian.
-
-    ``'>f4'`` -> ``'<f4'``; one-byte and native little-endian dtypes are unchanged.
-    """
-    return np.dtype(dtype).newbyteorder("<")
-
-
-class IncompleteCorpusError(CorpusError):
-    """A store with a zarrmux root whose creation was interrupted (an array or the index is missing)."""
-
-    def __init__(self, message: str, n_entries: int) -> None:
-        super().__init__(message)
-        self.n_entries = n_entries
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.n_entries))
-
-
-def _store_name(root: zarr.Group) -> str:
+def store_name(root: zarr.Group) -> str:
+    """How messages name the store of ``root`` (no trailing slash)."""
     return str(root.store).rstrip("/")
 
 
 def _node_name(group: zarr.Group, path: str) -> str:
     prefix = f"{group.path}/" if group.path else ""
-    return f"{_store_name(group)}/{prefix}{path}"
+    return f"{store_name(group)}/{prefix}{path}"
 
 
 def _node_at(group: zarr.Group, path: str, kind: type[Any]) -> Any:
@@ -291,74 +276,6 @@ def array_at(group: zarr.Group, path: str) -> zarr.Array:
 def group_at(group: zarr.Group, path: str) -> zarr.Group:
     """The group at ``path`` under ``group`` (typed; see :func:`_node_at`)."""
     return _node_at(group, path, zarr.Group)
-
-
-def open_parts(root: zarr.Group, meta: CorpusMeta | None = None, *, check: bool = True) -> dict[str, zarr.Array]:
-    """Every array of the corpus (``{key: array}`` and ``{"index/<field>": array}``), checked.
-
-    Raises a clear :class:`CorpusError` instead of zarr's ``KeyError`` or a
-    JSON traceback: :class:`IncompleteCorpusError` when an array is missing
-    (an interrupted creation: the store has no committed entries, rerun the
-    conversion), :class:`CorpusError` naming the ``zarr.json`` that cannot be
-    read, or an array whose dtype or trailing shape disagrees with the corpus
-    metadata (``check=False`` leaves that comparison to the caller, e.g.
-    :func:`zarrmux.verify.verify`, which reports it as a mismatch).  Readers
-    should call this right after :func:`read_meta`.
-    """
-    if meta is None:
-        meta = read_meta(root)
-    where = _store_name(root)
-    out: dict[str, zarr.Array] = {}
-    paths = [*meta.keys, *(f"{INDEX_GROUP}/{f}" for f in INDEX_FIELDS)]
-    for path in paths:
-        try:
-            arr = root[path]
-        except KeyError:
-            hint = (
-                "its creation was interrupted; rerun the convert command to create it"
-                if meta.n_entries == 0 else "the store is damaged (run zarrmux verify)"
-            )
-            raise IncompleteCorpusError(
-                f"{where}: incomplete zarrmux corpus: array {path!r} is missing ({path}/zarr.json); {hint}",
-                meta.n_entries,
-            ) from None
-        except Exception as exc:  # noqa: BLE001 - zarr raises JSON, value and type errors here
-            raise CorpusError(
-                f"{where}/{path}/zarr.json: cannot read the array metadata ({type(exc).__name__}: {exc})"
-            ) from None
-        if not isinstance(arr, zarr.Array):
-            raise CorpusError(f"{where}/{path}/zarr.json: expected an array, found a group")
-        out[path] = arr
-    if check:
-        for k in meta.keys:
-            problem = array_disagreement(out[k], meta, k)
-            if problem:
-                raise CorpusError(f"{where}/{k}/zarr.json: {problem}")
-    return out
-
-
-def array_dtype(arr: zarr.Array) -> np.dtype:
-    """The numpy dtype of a zarr array (zarr 3 data types, or numpy ones)."""
-    dt = arr.dtype
-    return np.dtype(dt.to_native_dtype() if hasattr(dt, "to_native_dtype") else dt)
-
-
-def array_disagreement(arr: zarr.Array, meta: CorpusMeta, key: str) -> str | None:
-    """Why the array of ``key`` disagrees with the corpus metadata (dtype, trailing shape), or ``None``."""
-    spec = meta.keys[key]
-    try:
-        dt = array_dtype(arr)
-    except Exception as exc:  # noqa: BLE001 - an unknown data type
-        return f"the array's data type cannot be read ({type(exc).__name__}: {exc})"
-    if store_dtype(dt) != store_dtype(spec.dtype):
-        return f"the array's data type is {dt}, the corpus metadata says {np.dtype(spec.dtype)} (the array metadata was changed)"
-    if tuple(arr.shape[1:]) != tuple(spec.trailing_shape):
-        return (
-            f"the array's shape {tuple(arr.shape)} disagrees with the corpus metadata "
-            f"(rows, {', '.join(map(str, spec.trailing_shape))})"
-        )
-    return None
-
 
 
 def create_corpus(
@@ -429,7 +346,7 @@ def read_meta(root: zarr.Group) -> CorpusMeta:
         meta = CorpusMeta.from_json(d)
     except Exception as exc:  # noqa: BLE001 - a damaged attribute: any field may be wrong
         raise CorpusError(
-            f"{_store_name(root)}/zarr.json: the '{ATTR_KEY}' attribute is damaged ({type(exc).__name__}: {exc})"
+            f"{store_name(root)}/zarr.json: the '{ATTR_KEY}' attribute is damaged ({type(exc).__name__}: {exc})"
         ) from None
     if meta.format > FORMAT_VERSION:
         raise CorpusError(f"{root.store}: corpus format {meta.format} is newer than this zarrmux ({FORMAT_VERSION})")
@@ -465,44 +382,3 @@ def read_index(root: zarr.Group, n_entries: int | None = None) -> dict[str, np.n
 
 #: ``meta.extra`` key of the index-update journal (see :func:`zarrmux.index_commit.commit_entries`)
 UPDATES_KEY = "index_updates"
-
-
-def entry_hasher() -> "EntryHasher":
-    """A streaming checksum for one entry (feed keys in sorted order, rows in order)."""
-    return EntryHasher()
-
-
-class EntryHasher:
-    """``sha256`` over (key, dtype, shape) headers and C-order data bytes.
-
-    Call :meth:`begin_key` once per key in sorted key order, then
-    :meth:`update` with consecutive row blocks of that key.
-    """
-
-    def __init__(self) -> None:
-        self._h = hashlib.sha256()
-
-    def begin_key(self, key: str, dtype: np.dtype, shape: tuple[int, ...]) -> None:
-        """Start key ``key``: its dtype (taken little-endian, :func:`store_dtype`) and whole shape."""
-        self._h.update(f"{key}|{store_dtype(dtype).str}|{tuple(int(s) for s in shape)}\n".encode())
-
-    def update(self, block: np.ndarray) -> None:
-        """Hash the values of ``block`` (little-endian C-order bytes, whatever its byte order)."""
-        block = np.asarray(block)
-        le = store_dtype(block.dtype)
-        if block.dtype != le:
-            block = block.astype(le)
-        self._h.update(np.ascontiguousarray(block).data.cast("B"))  # .data: the array's memoryview
-
-    def hexdigest(self) -> str:
-        return "sha256:" + self._h.hexdigest()
-
-
-def checksum_arrays(arrays: Mapping[str, np.ndarray]) -> str:
-    """The checksum of a whole in-memory entry (``{key: array}``)."""
-    h = EntryHasher()
-    for key in sorted(arrays):
-        a = np.asarray(arrays[key])
-        h.begin_key(key, a.dtype, a.shape)
-        h.update(a)
-    return h.hexdigest()

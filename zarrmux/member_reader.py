@@ -8,7 +8,7 @@ size.  A member is read to its end so that zipfile checks its CRC.
 Values, not bytes
 -----------------
 Any byte order is read: a corpus stores every key little-endian
-(:func:`zarrmux.layout.store_dtype`), and row blocks of a big-endian source
+(:func:`zarrmux.byte_order.store_dtype`), and row blocks of a big-endian source
 are byte-swapped as they are read (:meth:`MemberReader.read_values`), so the
 stored values are the source's values.
 """
@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from .entry_checksum import EntryHasher
 from .sources import Member, SourceEntry, SourceError
 
 __all__ = ["MemberReader", "open_reader", "iter_blocks", "source_checksum"]
@@ -119,9 +120,7 @@ def open_reader(m: Member) -> MemberReader:
 
 
 def source_checksum(entry: SourceEntry, block_bytes: int = 8 << 20) -> str:
-    """The :func:`zarrmux.layout.entry_hasher` checksum of an entry's source data, streamed."""
-    from .layout import EntryHasher  # here, not at the top: reading sources imports no zarr
-
+    """The :mod:`zarrmux.entry_checksum` checksum of an entry's source data, streamed."""
     h = EntryHasher()
     for key in sorted(entry.members):
         m = entry.members[key]

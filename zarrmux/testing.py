@@ -15,6 +15,7 @@ import numpy as np
 
 from . import layout
 from .chunking import default_chunk_rows, default_shard_rows, shard_ceil
+from .entry_checksum import checksum_arrays
 from .index_commit import commit_entries
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def write_corpus(
             arr.resize((start + rows, *keys[k].trailing_shape))
             arr[start : start + rows] = np.asarray(arrays[k])
         end = start + rows
-        rec = layout.EntryRecord(name, start, rows, source="<memory>", checksum=layout.checksum_arrays(arrays))
+        rec = layout.EntryRecord(name, start, rows, source="<memory>", checksum=checksum_arrays(arrays))
         commit_entries(root, [rec], rows_allocated=end)
     return root
 

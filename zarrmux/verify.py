@@ -19,6 +19,8 @@ import numpy as np
 import zarr
 
 from . import layout
+from .corpus_arrays import array_disagreement, array_dtype, open_parts
+from .entry_checksum import EntryHasher
 from .exceptions import CorpusError
 from .key_codecs import AUTO, DEFAULT_LEVEL
 from .member_reader import source_checksum
@@ -101,7 +103,7 @@ def info(store: Any, *, entries: bool = False) -> dict[str, Any]:
     """
     root = open_store(store)
     meta = layout.read_meta(root)
-    arrays = layout.open_parts(root, meta)
+    arrays = open_parts(root, meta)
     idx, problems = _read_index(root, meta, arrays)
     if idx is None:
         raise CorpusError(f"{store}: the index is damaged ({'; '.join(problems)}); run zarrmux verify")
@@ -181,11 +183,11 @@ def _stored_checksum(arrays: dict[str, Any], meta: layout.CorpusMeta, start: int
     so an array whose metadata was changed does not match the checksum
     recorded at conversion.
     """
-    h = layout.EntryHasher()
+    h = EntryHasher()
     for k in sorted(meta.keys):
         arr = arrays[k]
         try:
-            dt = layout.array_dtype(arr)
+            dt = array_dtype(arr)
         except Exception as exc:  # noqa: BLE001
             raise _ReadError(f"key {k!r}: unknown data type in {k}/zarr.json ({exc})") from None
         h.begin_key(k, dt, (rows, *arr.shape[1:]))
@@ -250,10 +252,10 @@ def verify(
     """
     root = open_store(store)
     meta = layout.read_meta(root)
-    arrays = layout.open_parts(root, meta, check=False)
+    arrays = open_parts(root, meta, check=False)
     out = VerifyReport()
     for k in meta.keys:
-        problem = layout.array_disagreement(arrays[k], meta, k)
+        problem = array_disagreement(arrays[k], meta, k)
         if problem:
             out.append(Mismatch(f"{k}/zarr.json", problem))
     idx, problems = _read_index(root, meta, arrays)
