@@ -36,6 +36,7 @@ from .exit_codes import FAILURES, INTERRUPTED, MISMATCH, OK, SKIPPED, epilog, fa
 #: the ``--codec auto`` threshold, from zarrmux.key_codecs (not imported: it imports zarr, and
 #: the CLI parser must stay light); tests check the two agree
 AUTO_MIN_SAVING = 0.25
+AUTO_MIN_CORPUS_SAVING = 0.02
 
 #: entry naming rules (zarrmux.entry_names.NAME_RULES; not imported: the parser stays light)
 NAME_RULES = ("strict", "sanitize", "relative")
@@ -74,7 +75,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--codec", choices=("auto", "lz4", "zstd", "none"), default="auto",
                    help="'auto' (default): per key, measure blosc-lz4 on a sample of the sources (at most 1 MiB "
                         f"per key, from the start of the first 4 entries) and store the key uncompressed if lz4 saves less than "
-                        f"{AUTO_MIN_SAVING:.0%}% of its bytes (compressed/raw > {1 - AUTO_MIN_SAVING:.2f}), else with lz4; "
+                        f"{AUTO_MIN_SAVING:.0%}% of its bytes (compressed/raw > {1 - AUTO_MIN_SAVING:.2f}) or less than "
+                        f"{AUTO_MIN_CORPUS_SAVING:.0%}% of the corpus's bytes (labels beside wide features), else with lz4; "
                         "'lz4', 'zstd' (blosc, byte shuffle) or 'none' (uncompressed) force one codec for every key. "
                         "Appending keeps each key's stored codec (a forced codec must match it)")
     p.add_argument("--level", type=int, help="compression level of compressed keys (default: 5 for lz4, 3 for zstd)")

@@ -245,7 +245,7 @@ class ChunkArena:
                 at += rows - chunk * cr
                 out = self._row_items[at]
             if self._evictions == seen:  # no slot was given to another chunk while we copied
-                self.hits += len(rows) + np.count_nonzero(chunk[:, 0] != chunk[:, -1])  # chunk lookups
+                self.hits += len(rows) + int(np.count_nonzero(chunk[:, 0] != chunk[:, -1]))  # chunk lookups
                 out = out.view(r.store_dtype).reshape(len(rows), n, *r.trailing)
                 return out if out.dtype == r.dtype else out.astype(r.dtype)
         # a window of at most cr + 1 rows lies in its first and last chunk
@@ -258,7 +258,7 @@ class ChunkArena:
             if claimed is None:
                 return None
             slots, mine = claimed
-            self.hits += len(rows) + np.count_nonzero(chunk[:, 0] != chunk[:, -1]) - np.count_nonzero(mine)
+            self.hits += len(rows) + int(np.count_nonzero(chunk[:, 0] != chunk[:, -1])) - int(np.count_nonzero(mine))
             try:
                 if mine.any():
                     self._fill(chunks[mine], slots[mine])

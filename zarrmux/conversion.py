@@ -135,7 +135,8 @@ def convert(
         the key (at most 1 MiB, from the starts of the first 4 entries:
         :data:`zarrmux.key_specs.SAMPLE_ENTRIES`, :data:`~zarrmux.key_specs.SAMPLE_BLOCK_BYTES`);
         a key it shrinks by less than :data:`zarrmux.key_codecs.AUTO_MIN_SAVING` (25 %: compressed / raw
-        > 0.75) is stored uncompressed, any other with lz4.  The choice and
+        > 0.75), or by less than :data:`~zarrmux.key_codecs.AUTO_MIN_CORPUS_SAVING` (2 %) of the
+        corpus's bytes, is stored uncompressed, any other with lz4.  The choice and
         the measured ratio are recorded per key (``zarrmux info`` shows
         them).  ``'lz4'`` / ``'zstd'`` (blosc with byte shuffle) /
         ``'none'`` (uncompressed) force one codec for every key.  When

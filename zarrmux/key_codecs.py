@@ -14,7 +14,12 @@ blosc-lz4 is tried on a small sample of the key's source data
 :data:`AUTO_MIN_SAVING` (25 %) of the bytes, i.e. compressed / raw > 0.75
 (ratio raw / compressed below 1.33), the key is stored uncompressed: no
 blosc work to write or read it, for bytes lz4 would have cut by under a
-quarter; otherwise it is stored with lz4 (:func:`auto_codec`).  The measured
+quarter.  So is a key whose saving would be under
+:data:`AUTO_MIN_CORPUS_SAVING` (2 %) of the whole corpus's bytes (labels
+beside wide features): compressing it saves next to nothing on disk, while
+every window read from a compressed key decodes whole chunks, and its
+decoded chunks take memory.  Any other key is stored with lz4
+(:func:`auto_codec`).  The measured
 ratio is kept in :attr:`zarrmux.layout.KeySpec.lz4_ratio` and the corpus
 records ``CorpusMeta.codec == "auto"``.
 
@@ -35,6 +40,7 @@ __all__ = [
     "DEFAULT_LEVEL",
     "AUTO",
     "AUTO_MIN_SAVING",
+    "AUTO_MIN_CORPUS_SAVING",
     "make_compressors",
     "measure_lz4_ratio",
     "auto_codec",
@@ -49,6 +55,8 @@ AUTO = "auto"
 #: ``codec='auto'`` stores a key uncompressed when blosc-lz4 saves less than this
 #: fraction of its bytes (compressed / raw > 1 - AUTO_MIN_SAVING), else with lz4
 AUTO_MIN_SAVING = 0.25
+#: ... or less than this fraction of the bytes of all keys (a row's bytes of every key)
+AUTO_MIN_CORPUS_SAVING = 0.02
 
 
 def _blosc_settings(codec: str, level: int | None, itemsize: int) -> dict[str, Any]:
@@ -128,13 +136,16 @@ def measure_lz4_ratio(samples: Iterable[np.ndarray], chunk_bytes: int, level: in
     return raw / packed if raw else None
 
 
-def auto_codec(ratio: float | None) -> str:
+def auto_codec(ratio: float | None, share: float = 1.0) -> str:
     """The codec ``codec='auto'`` gives a key whose measured lz4 ratio (raw / compressed) is ``ratio``.
 
-    ``'none'`` when lz4 saves less than :data:`AUTO_MIN_SAVING` of the bytes
-    (``1 - 1 / ratio < 0.25``, i.e. ``ratio < 1.33``), else ``'lz4'``;
-    ``'lz4'`` when nothing could be measured (``ratio is None``).
+    ``'none'`` when lz4 saves less than :data:`AUTO_MIN_SAVING` of the key's
+    bytes (``1 - 1 / ratio < 0.25``, i.e. ``ratio < 1.33``), or less than
+    :data:`AUTO_MIN_CORPUS_SAVING` of the corpus's bytes, the key being
+    ``share`` (0 to 1) of them; else ``'lz4'``.  ``'lz4'`` when nothing could
+    be measured (``ratio is None``).
     """
     if ratio is None:
         return "lz4"
-    return "none" if 1.0 - 1.0 / ratio < AUTO_MIN_SAVING else "lz4"
+    saving = 1.0 - 1.0 / ratio
+    return "none" if saving < AUTO_MIN_SAVING or saving * share < AUTO_MIN_CORPUS_SAVING else "lz4"

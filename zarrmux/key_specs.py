@@ -16,7 +16,8 @@ every key (:data:`SAMPLE_BLOCK_BYTES` from the start of each of the first
 = 1 MiB per key, through the same streaming readers), measures what
 blosc-lz4 would save (:func:`zarrmux.key_codecs.measure_lz4_ratio`) and
 stores the key uncompressed if that is less than
-:data:`zarrmux.key_codecs.AUTO_MIN_SAVING` (25 %), else with lz4.  Appending
+:data:`zarrmux.key_codecs.AUTO_MIN_SAVING` (25 %) of the key or
+:data:`~zarrmux.key_codecs.AUTO_MIN_CORPUS_SAVING` (2 %) of the corpus, else with lz4.  Appending
 keeps each key's stored codec.
 """
 
@@ -30,9 +31,10 @@ from dataclasses import replace
 import numpy as np
 
 from . import layout
+from .byte_order import store_dtype
 from .chunking import default_chunk_rows, default_shard_rows, shard_ceil
 from .exceptions import CorpusError
-from .key_codecs import AUTO, AUTO_MIN_SAVING, auto_codec, measure_lz4_ratio
+from .key_codecs import AUTO, AUTO_MIN_CORPUS_SAVING, AUTO_MIN_SAVING, auto_codec, measure_lz4_ratio
 from .member_reader import open_reader
 from .sources import SourceEntry, SourceError
 
@@ -94,7 +96,7 @@ def check_entry(entry: SourceEntry, specs: Mapping[str, layout.KeySpec], ref: st
         raise SourceError(entry.where, f"entry {entry.name!r} {' and '.join(parts)} (keys of {ref}: {sorted(want)}; use keys= / --keys to pick)")
     for k, m in entry.members.items():
         s = specs[k]
-        if layout.store_dtype(m.dtype) != layout.store_dtype(s.dtype):  # byte order does not matter
+        if store_dtype(m.dtype) != store_dtype(s.dtype):  # byte order does not matter
             raise SourceError(m.where, f"key {k!r} has dtype {np.dtype(m.dtype)}, {ref} has {np.dtype(s.dtype)}")
         if tuple(m.shape[1:]) != tuple(s.trailing_shape):
             raise SourceError(m.where, f"key {k!r} has trailing shape {tuple(m.shape[1:])}, {ref} has {tuple(s.trailing_shape)}")
@@ -134,21 +136,24 @@ def choose_codecs(
 ) -> dict[str, layout.KeySpec]:
     """``specs`` with each key's codec set: ``codec`` itself, or for ``'auto'`` the measured choice."""
     out: dict[str, layout.KeySpec] = {}
+    row_bytes = sum(s.row_bytes for s in specs.values())  # the keys of an entry share its rows
     for k, spec in specs.items():
         if codec != AUTO:
             out[k] = replace(spec, codec=codec, lz4_ratio=None)
             continue
         sample = sample_key(entries, k)
         ratio = measure_lz4_ratio(sample, spec.chunk_rows * spec.row_bytes, level)
-        chosen = auto_codec(ratio)
+        share = spec.row_bytes / row_bytes if row_bytes else 1.0
+        chosen = auto_codec(ratio, share)
         out[k] = replace(spec, codec=chosen, lz4_ratio=None if ratio is None else round(ratio, 4))
         if ratio is None:
             log.info("codec auto: key %r -> %s (no sample could be read to measure lz4)", k, chosen)
         else:
             log.info(
-                "codec auto: key %r -> %s (blosc-lz4 ratio %.2f on a %d-byte sample: saves %.0f%%, %s %.0f%%)",
-                k, chosen, ratio, sum(b.nbytes for b in sample), 100 * (1 - 1 / ratio),
-                "under" if chosen == "none" else "at least", 100 * AUTO_MIN_SAVING,
+                "codec auto: key %r -> %s (blosc-lz4 ratio %.2f on a %d-byte sample: saves %.0f%% of the key, "
+                "%.1f%% of the corpus; thresholds %.0f%% and %.0f%%)",
+                k, chosen, ratio, sum(b.nbytes for b in sample), 100 * (1 - 1 / ratio), 100 * share * (1 - 1 / ratio),
+                100 * AUTO_MIN_SAVING, 100 * AUTO_MIN_CORPUS_SAVING,
             )
     return out
 
