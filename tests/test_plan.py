@@ -72,7 +72,7 @@ def test_quota_mean_is_about_rate(dist: str) -> None:
     quotas = []
     for _ in range(400):
         plan.next_block()
-        quotas.extend(plan._slot_quota)
+        quotas.extend(plan.slots.quota)
     # fresh quotas are >= 1; the mean of remaining quotas is about half the rate or more
     assert min(quotas) >= 1
 
@@ -92,7 +92,7 @@ def test_single_active_never_duplicates_active_entries() -> None:
     plan = WindowPlan(ROWS, 16, batch_size=5, n_active=4, rate=3, mode="single_active", seed=9)
     for _ in range(300):
         plan.next_block()
-        live = plan._slot_pos
+        live = plan.slots.pos
         assert len(set(live)) == len(live)
 
 

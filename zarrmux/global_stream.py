@@ -100,7 +100,7 @@ class GlobalStream:
 
     @property
     def fingerprint(self) -> str:
-        return self._template._fingerprint
+        return self._template.fingerprint
 
     @property
     def plan(self) -> WindowPlan:
@@ -111,7 +111,7 @@ class GlobalStream:
     def start_state(self, epoch: int) -> dict[str, Any]:
         """The plan state at the start of ``epoch`` (a function of the seed only)."""
         with self._lock:
-            self._template._start_epoch(epoch)
+            self._template.start_epoch(epoch)
             return self._template.state_dict()
 
     def _sequential_state(self, epoch: int, g: int) -> dict[str, Any]:

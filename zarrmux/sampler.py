@@ -2,12 +2,12 @@
 
 Structure: *plan slice -> pure read function -> batch*.  A
 :class:`~zarrmux.plan.WindowPlan` decides the windows of every batch
-(cheap, in the consumer's thread); :func:`read_block` reads one batch with
-one :meth:`Corpus.read_windows` call (each key gathered for the whole batch
-at once); with ``prefetch > 0`` background threads run ``read_block`` ahead
-of the consumer when that pays (always for a remote store; for a local one
-when the consumer works between batches, :mod:`zarrmux.adaptive`), and the
-batches come out in plan order.  So the
+(cheap, in the consumer's thread); :func:`~zarrmux.batch_reading.read_block`
+reads one batch with one :meth:`Corpus.read_windows` call (each key gathered
+for the whole batch at once); with ``prefetch > 0`` background threads run
+it ahead of the consumer when that pays (always for a remote store; for a
+local one when the consumer works between batches; see
+:mod:`zarrmux.batch_reading`), and the batches come out in plan order.  So the
 sequence of windows depends on the seed only, never on prefetch depth,
 threads or cache size; rank ``r`` of ``world_size`` ``R`` takes global
 batches ``r, r + R, ...`` of the one global stream
@@ -29,14 +29,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .adaptive import AdaptiveStats
+from .batch_reading import (
+    DEFAULT_BATCHES_PER_TASK, DEFAULT_PREFETCH, DEFAULT_REMOTE_PREFETCH, DEFAULT_REMOTE_THREADS, DEFAULT_THREADS,
+    BlockReader, read_block, read_in_order, reading_defaults,
+)
+from .epoch_view import EpochView
 from .exceptions import ClosedError
-from .params import REQUIRED, check_int, required
-from .plan import WindowPlan
 from .global_stream import (
     SAMPLER_FORMAT, Cursor, GlobalStream, RankStream, Step, parse_position_state, position_state,
 )
-from .adaptive import AdaptiveStats, adaptive_map
-from .prefetch import prefetch_map
+from .params import REQUIRED, check_int, required
+from .plan import WindowPlan
 from .stats import LoaderStats, StatsRecorder
 
 if TYPE_CHECKING:
@@ -55,35 +59,6 @@ __all__ = [
     "DEFAULT_REMOTE_THREADS",
     "DEFAULT_BATCHES_PER_TASK",
 ]
-
-#: batches read ahead by default (Dask: tasks in flight)
-DEFAULT_PREFETCH = 4
-#: reading threads by default for a local corpus, when prefetch runs ahead (see ``threads``)
-DEFAULT_THREADS = 1
-#: batches read ahead by default for a remote (high-latency) store
-DEFAULT_REMOTE_PREFETCH = 32
-#: most reading threads by default for a remote store: each waits for its batch's round
-#: trips (2-5 of them), so 16 keep more batches in flight than 2 cores can decode,
-#: and contend less for the GIL than 32 (tools/bench_latency.py prints 8 and 32 against 16)
-DEFAULT_REMOTE_THREADS = 16
-#: batches per Dask task by default (a task costs ~15-25 ms of scheduling; see tools/bench_latency.py)
-DEFAULT_BATCHES_PER_TASK = 16
-
-
-def read_block(corpus: "Corpus", n: int, keys: Sequence[str] | None, entries: np.ndarray, starts: np.ndarray) -> dict[str, np.ndarray]:
-    """Read one planned batch: ``{key: array (len(entries), n, ...)}``.  Pure: no state but the corpus cache."""
-    return corpus.read_windows(entries, starts, n, keys)
-
-
-class _Reader:
-    """``read_block`` bound to a corpus, for the worker threads (a task is a ``Block`` or ``Step``)."""
-
-    def __init__(self, corpus: "Corpus", n: int, keys: tuple[str, ...] | None) -> None:
-        self.corpus, self.n, self.keys = corpus, n, keys
-
-    def __call__(self, blk: Any) -> dict[str, np.ndarray]:
-        return read_block(self.corpus, self.n, self.keys, blk.entries, blk.starts)
-
 
 class WindowSampler:
     """Batches of random contiguous windows from a corpus: ``{key: array (batch_size, n, ...)}``.
@@ -250,13 +225,9 @@ class WindowSampler:
         #: timings and decisions of the adaptive prefetch of the last iteration (local corpora)
         self.prefetch_stats: AdaptiveStats | None = None
         self._recorder = StatsRecorder(getattr(corpus, "io_counters", None))
-        if prefetch is None:
-            prefetch = DEFAULT_REMOTE_PREFETCH if remote else DEFAULT_PREFETCH
-        self.prefetch = prefetch
-        if threads is None:
-            threads = max(1, min(prefetch, DEFAULT_REMOTE_THREADS)) if remote else DEFAULT_THREADS
-        self.threads = threads
-        self.batches_per_task = batches_per_task if batches_per_task is not None else DEFAULT_BATCHES_PER_TASK
+        self.prefetch, self.threads, self.batches_per_task = reading_defaults(
+            prefetch, threads, batches_per_task, remote=remote
+        )
         self.max_iter = max_iter
         self.epochs = epochs
         self._seed_given = seed
@@ -358,10 +329,15 @@ class WindowSampler:
         """Batches this rank yields in a whole ``epoch`` (default: the current one); the same on every rank."""
         return self._ranks.remaining(self.epoch if epoch is None else epoch, 0)
 
-    def epoch_view(self, epoch: int | None = None) -> "EpochView":
+    def epoch_view(self, epoch: int | None = None) -> EpochView:
         """This rank's batches of ``epoch`` (default: the current one) by index: a map-style view
         (``len(view)``, ``view[i]``) for frameworks that index a data source.  See :class:`EpochView`."""
         return EpochView(self, self.epoch if epoch is None else epoch)
+
+    def batch_windows(self, epoch: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``(entries, starts)`` of this rank's batch ``i >= 0`` of ``epoch`` (see :class:`EpochView`)."""
+        blk = self._global.block(epoch, self._ranks.global_index(epoch, i))
+        return blk.entries, blk.starts
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
@@ -386,7 +362,6 @@ class WindowSampler:
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
         cursor = Cursor(self._state)
         steps = self._steps(self.max_iter, self.epochs, cursor)
-        reader = self._recorder.timed(_Reader(self.corpus, self.n, self.keys))
         if self._dask is not None:
             from .distributed import TaskStream
 
@@ -407,19 +382,12 @@ class WindowSampler:
             finally:
                 stream.close()
                 self._stream = None
-        elif self.prefetch == 0:
-            for step in steps:
-                batch = reader(step)
-                self._state = step.after
-                yield batch
-        elif self._remote:  # reads wait for the network: always run ahead, many at a time
-            for step, batch in prefetch_map(reader, steps, depth=self.prefetch, threads=self.threads, name="zarrmux-sampler"):
-                self._state = step.after
-                yield batch
-        else:  # local reads are mostly CPU: run ahead only when the consumer or the disk leaves time for it
-            self.prefetch_stats = AdaptiveStats()
-            ahead = adaptive_map(reader, steps, depth=self.prefetch, threads=self.threads, name="zarrmux-sampler", stats=self.prefetch_stats)
-            for step, batch in ahead:
+        else:
+            reader = self._recorder.timed(BlockReader(self.corpus, self.n, self.keys))
+            pairs, stats = read_in_order(reader, steps, prefetch=self.prefetch, threads=self.threads, remote=self._remote)
+            if stats is not None:
+                self.prefetch_stats = stats
+            for step, batch in pairs:
                 self._state = step.after
                 yield batch
         # every planned batch was consumed: the pass may have moved on past batches it
@@ -543,39 +511,3 @@ class WindowSampler:
             + ">"
         )
 
-
-class EpochView:
-    """One rank's batches of one epoch by index: ``len(view)``, ``view[i]`` (a map-style data source).
-
-    ``view[i]`` is ``{key: array}`` of the rank's batch ``i`` of the epoch,
-    global batch ``(rank + i * world_size) % G`` -- what iterating the epoch
-    from its start yields ``i``-th.  Reading costs what iterating costs;
-    finding the windows costs planning from the nearest kept plan state (at
-    most :data:`zarrmux.global_stream.CHECKPOINT_EVERY` batches once the
-    epoch, or the part of it up to ``i``, has been planned once; see
-    ``tools/bench_plan.py --random-access``).  The view does not move the sampler.
-    """
-
-    def __init__(self, sampler: WindowSampler, epoch: int) -> None:
-        self.sampler, self.epoch = sampler, int(epoch)
-
-    def __len__(self) -> int:
-        return self.sampler.batches_per_epoch(self.epoch)
-
-    def windows(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``(entries, starts)`` of batch ``i`` (negative ``i`` counts from the end)."""
-        i = check_int("batch index", i, minimum=None)
-        i = int(i)
-        if i < 0:
-            i += len(self)
-        s = self.sampler
-        blk = s._global.block(self.epoch, s._ranks.global_index(self.epoch, i))
-        return blk.entries, blk.starts
-
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        entries, starts = self.windows(i)
-        s = self.sampler
-        return read_block(s.corpus, s.n, s.keys, entries, starts)
-
-    def __repr__(self) -> str:
-        return f"<zarrmux.EpochView epoch={self.epoch} of {self.sampler!r}>"

@@ -66,7 +66,8 @@ import numpy as np
 from .exceptions import ConfigError
 from .params import REQUIRED, check_int, required
 from .global_stream import DATASET_FORMAT, GlobalStream, RankStream, parse_position_state, position_state
-from .plan import WindowPlan, fresh_seed
+from .plan import WindowPlan
+from .plan_streams import fresh_seed
 from .stats import COUNTERS, LoaderStats, StatsBoard, StatsRecorder
 
 __all__ = ["WindowDataset", "WindowLoader", "EpochDataset", "STATE_FORMAT"]
