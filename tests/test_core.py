@@ -153,3 +153,51 @@ def test_active_count_of_a_plain_streamer_while_iterating() -> None:
     with pytest.raises(RuntimeError, match="no items"):
         list(bad)
     assert bad.active == 0 and bad.stream_ is None
+
+
+def test_start_bare_is_iterate_without_the_generator() -> None:
+    """A mux's bare start: the same items, the same extra pull, the same activation count."""
+    log: list[int] = []
+
+    def gen(n: int) -> Any:
+        for i in range(n):
+            log.append(i)
+            yield i
+
+    for n, max_iter in ((10, 3), (2, 5), (4, 0)):
+        log.clear()
+        expected = list(zarrmux.Streamer(gen, n).iterate(max_iter=max_iter))
+        expected_log = list(log)
+        log.clear()
+        s = zarrmux.Streamer(gen, n)
+        started = s.start_bare(max_iter)
+        assert started is not None and s.active == 1
+        items, generator = started
+        assert list(items) == expected
+        s.finish_bare(generator)
+        assert log == expected_log and s.active == 0  # the item after the last one was pulled
+
+
+def test_start_bare_refuses_what_iterate_must_do() -> None:
+    """Copies to make, code that runs when called, a float limit or an activated copy: iterate's job."""
+
+    def gen(a: Any, *, b: int = 0) -> Any:
+        yield a
+
+    @zarrmux.core.generator_function
+    def not_a_generator(n: int) -> Any:
+        return iter(range(n))
+
+    for s, max_iter in [
+        (zarrmux.Streamer(gen, [1]), 3),  # a list argument is deep-copied
+        (zarrmux.Streamer(gen, 1, b=2), 3),  # keywords
+        (zarrmux.Streamer(not_a_generator, 3), 3),  # runs code when called
+        (zarrmux.Streamer("abc"), 3),
+        (zarrmux.Streamer(gen, 1), 2.5),
+        (zarrmux.Streamer(gen, 1, 2, 3), 3),  # arguments that do not fit: iterate raises it
+    ]:
+        assert s.start_bare(max_iter) is None and s.active == 0
+    with zarrmux.Streamer(gen, 1) as active:
+        assert active.start_bare(3) is None
+    with pytest.raises(TypeError):
+        list(zarrmux.Streamer(gen, 1, 2, 3))

@@ -206,3 +206,84 @@ def test_generator_random_state_is_reproducible_and_its_own() -> None:
         assert seq[0] == seq[1] and len(seq[0]) >= 12
     shuffled = [list(zarrmux.ShuffledMux(make(zarrmux, lengths), random_state=np.random.default_rng(2))(max_iter=100)) for _ in range(2)]
     assert shuffled[0] == shuffled[1]
+
+
+@pytest.mark.parametrize("max_iter", [0, 1, 7.5, -3, np.int64(40), float("inf"), float("nan"), None])
+def test_stochastic_mux_max_iter_values_like_pescador(max_iter: Any) -> None:
+    """The item limit as pescador compares it (n < max_iter), for ints, floats, numpy ints, inf and NaN."""
+    for seed in SEEDS:
+        a, b = (
+            list(lib.StochasticMux(make(lib, LENGTHS["mixed"]), 3, 2.5, mode="exhaustive", random_state=seed)(max_iter=max_iter))
+            for lib in (pescador, zarrmux)
+        )
+        assert a == b, f"seed={seed}"
+
+
+def bad_after(stream_id: int, n: int) -> Any:
+    for j in range(n):
+        yield (stream_id, j)
+    raise ValueError(f"stream {stream_id} broke")
+
+
+def test_stochastic_mux_errors_of_streams_like_pescador() -> None:
+    """A stream that raises, and one whose arguments do not fit: the same items first, then the same error."""
+
+    def build(lib: Any, seed: int) -> Any:
+        streams = [lib.Streamer(finite, i, 8) for i in range(4)]
+        streams.append(lib.Streamer(bad_after, 4, 2))
+        return lib.StochasticMux(streams, 3, None, random_state=seed)
+
+    def build_unfit(lib: Any, seed: int) -> Any:
+        streams = [lib.Streamer(finite, i, 50) for i in range(4)] + [lib.Streamer(finite, 4, 5, "extra")]
+        return lib.StochasticMux(streams, 3, 3, random_state=seed)
+
+    def run(mux: Any) -> tuple[list[Any], Any]:
+        got: list[Any] = []
+        try:
+            for item in mux(max_iter=300):
+                got.append(item)
+        except (ValueError, TypeError) as exc:
+            return got, (type(exc), str(exc))
+        return got, None
+
+    for make_mux in (build, build_unfit):
+        errors = 0
+        for seed in SEEDS:
+            a, b = (run(make_mux(lib, seed)) for lib in (pescador, zarrmux))
+            assert a == b, f"seed={seed}"
+            errors += b[1] is not None
+        assert errors >= 3, make_mux.__name__  # the failing stream was reached
+
+
+def test_stochastic_mux_mixed_streamers_like_pescador() -> None:
+    """Generator functions with atoms, with list arguments and keywords, iterables and nested muxes, together."""
+
+    def tagged(tag: Any, values: list[int], *, scale: int = 1) -> Any:
+        for v in values:
+            yield (tag, v * scale)
+
+    def build(lib: Any, seed: int) -> Any:
+        streams = [
+            lib.Streamer(finite, 0, 30),
+            lib.Streamer(tagged, "list", list(range(12))),
+            lib.Streamer(tagged, "kw", list(range(9)), scale=3),
+            lib.Streamer([("iterable", k) for k in range(7)]),
+            lib.ShuffledMux(make(lib, [4, 6]), random_state=seed + 1),
+            lib.Streamer(noisy, 5, 11),
+        ]
+        return lib.StochasticMux(streams, 3, 4, mode="single_active", dist="poisson", random_state=seed)
+
+    for seed in SEEDS:
+        a, b = both(lambda lib: build(lib, seed), max_iter=400)
+        assert a == b, f"seed={seed}"
+
+
+def test_activated_copy_iterating_itself_counts_active_streams_like_pescador() -> None:
+    """On an activated copy the caller can see, sub-streams count as active exactly as pescador's."""
+    counts = []
+    for lib in (pescador, zarrmux):
+        mux = lib.StochasticMux(make(lib, [9, 4, 7, 12, 3]), 3, 3, random_state=2)
+        with mux as active:
+            items = list(active.iterate(max_iter=14))
+            counts.append((items, [s.active for s in active.streamers]))
+    assert counts[0] == counts[1]

@@ -13,7 +13,9 @@ import inspect
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from inspect import CO_GENERATOR
 from itertools import islice
+from types import FunctionType
 from typing import Any, Literal, Self
 
 from .exceptions import PescadorError
@@ -51,6 +53,21 @@ def _copy_attr(value: Any, memo: dict[int, Any]) -> Any:
     if t is dict and not value:
         return {}
     return copy.deepcopy(value, memo)
+
+
+def _own_copies(source: Any, args: Any, kwargs: Any) -> bool:
+    """Whether activating ``source(*args, **kwargs)`` needs no deep copies.
+
+    True for the usual case: a function (or an iterable atom) over a tuple of
+    atoms, without keywords; atoms are their own deep copies.
+    """
+    return (
+        type(source) in _ATOMIC
+        and type(args) is tuple
+        and type(kwargs) is dict
+        and not kwargs
+        and _ATOMIC.issuperset(map(type, args))
+    )
 
 
 class Streamer:
@@ -163,11 +180,15 @@ class Streamer:
             # A plain streamer: what __enter__ does, without building the activated
             # copy nobody sees (a mux activates a streamer every few items): deep
             # copies of what _activate uses, in __deepcopy__'s order, with one memo.
-            memo: dict[int, Any] = {}
-            source = _copy_attr(self.streamer, memo)
-            args = _copy_attr(self.args, memo)
-            kwargs = _copy_attr(self.kwargs, memo)
-            stream = source(*args, **kwargs) if callable(source) else iter(source)
+            source, args, kwargs = self.streamer, self.args, self.kwargs
+            if _own_copies(source, args, kwargs):
+                stream = source(*args) if callable(source) else iter(source)
+            else:
+                memo: dict[int, Any] = {}
+                source = _copy_attr(source, memo)
+                args = _copy_attr(args, memo)
+                kwargs = _copy_attr(kwargs, memo)
+                stream = source(*args, **kwargs) if callable(source) else iter(source)
             self.active_count_ += 1
         else:
             stream = self.__enter__().stream_
@@ -176,10 +197,64 @@ class Streamer:
             if max_iter is None or max_iter == math.inf:
                 yield from stream
                 return
-            yield from islice(stream, max(0, math.ceil(max_iter)))
+            yield from islice(stream, max(0, max_iter if type(max_iter) is int else math.ceil(max_iter)))
             # pescador pulls (and drops) one more item before it sees the limit;
             # do the same, so streams with side effects stay in step.
             for _ in stream:
+                break
+        finally:
+            self.__exit__(None, None, None)
+
+    def start_bare(self, max_iter: int) -> tuple[Iterator[Any], Iterator[Any]] | None:
+        """Start one activation as bare iterators, for a mux that owns this streamer.
+
+        What :meth:`iterate` does, without the generator around the items (a
+        mux starts a stream every few items and draws each item through it).
+        Only for a plain ``Streamer`` of a generator function over immutable
+        arguments, which runs no code of the caller's until its first item, so
+        starting it now or at its first draw is the same.  The activation
+        counts in :attr:`active` until :meth:`finish_bare`.
+
+        Parameters
+        ----------
+        max_iter : int
+            Maximum number of items.
+
+        Returns
+        -------
+        (items, generator) or None
+            ``items`` yields what ``iterate(max_iter)`` yields; once it is
+            exhausted, call ``finish_bare(generator)``.  ``None`` for any other
+            streamer or ``max_iter``: use :meth:`iterate`.
+        """
+        source, args, kwargs = self.streamer, self.args, self.kwargs
+        if not (
+            type(source) is FunctionType
+            and source.__code__.co_flags & CO_GENERATOR
+            and type(self) is Streamer
+            and self.stream_ is None
+            and type(max_iter) is int
+            and type(args) is tuple
+            and type(kwargs) is dict
+            and not kwargs
+            and _ATOMIC.issuperset(map(type, args))  # _own_copies, for a function
+        ):
+            return None
+        try:
+            generator = source(*args)
+        except TypeError:
+            return None  # arguments that do not fit: iterate raises at the first draw, as pescador
+        self.active_count_ += 1
+        return islice(generator, max_iter if max_iter > 0 else 0), generator
+
+    def finish_bare(self, generator: Iterator[Any]) -> None:
+        """End an activation begun by :meth:`start_bare`, as :meth:`iterate` ends one.
+
+        Pulls (and drops) the item after the last one, as pescador does, and
+        releases the activation.
+        """
+        try:
+            for _ in generator:
                 break
         finally:
             self.__exit__(None, None, None)
