@@ -77,7 +77,7 @@ from .convert_units import UnitResult, UnitTask, convert_unit, plan_units
 from .destination import cleanup, committed_entries, create_atomically, open_existing, stored_bytes, trim
 from .entry_names import NAME_RULES
 from .exceptions import CorpusError, PescadorError
-from .index_commit import commit_entries
+from .index_commit import commit_entries, interrupts_deferred
 from .key_codecs import AUTO, CODECS
 from .key_specs import check_entry, check_options, choose_codecs, new_key_specs
 from .resume import match_stored
@@ -376,14 +376,15 @@ def _convert_locked(
         records = [r for res in ready for r in res.records]
         new = [r for r in records if r.name not in updates_for]
         upd = {updates_for[r.name]: r for r in records if r.name in updates_for}
-        commit_entries(root, new, rows_allocated=tasks[ready[-1].index].end, updates=upd)
-        report.appended += [r.name for r in new]
-        report.overwritten += [r.name for r in records if r.name in updates_for]
-        report.entries += len(records)
-        report.rows += sum(r.rows for r in records)
-        report.bytes_read += sum(res.bytes_read for res in ready)
-        report.errors += [e for res in ready for e in res.errors]
-        ready.clear()
+        with interrupts_deferred():  # the commit and its record here, both or neither
+            commit_entries(root, new, rows_allocated=tasks[ready[-1].index].end, updates=upd)
+            report.appended += [r.name for r in new]
+            report.overwritten += [r.name for r in records if r.name in updates_for]
+            report.entries += len(records)
+            report.rows += sum(r.rows for r in records)
+            report.bytes_read += sum(res.bytes_read for res in ready)
+            report.errors += [e for res in ready for e in res.errors]
+            ready.clear()
         last_commit = time.monotonic()
 
     try:

@@ -14,11 +14,19 @@ Replacing existing index rows (``overwrite``) touches several objects, so it
 is journalled in the root attributes (``extra[UPDATES_KEY]``) before the rows
 are rewritten; :func:`zarrmux.layout.read_index` applies a journal a killed
 writer left, and the next commit replays it.
+
+A commit and the writer's record of it must not be split by Ctrl-C, or the
+writer would report fewer entries than the store holds and commit them a
+second time while cleaning up: :func:`interrupts_deferred` holds a
+``SIGINT`` that arrives meanwhile until the block is done.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 
 import numpy as np
@@ -36,7 +44,27 @@ from .layout import (
     write_meta,
 )
 
-__all__ = ["commit_entries"]
+__all__ = ["commit_entries", "interrupts_deferred"]
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Run the block whole: a ``SIGINT`` that arrives meanwhile is raised again when it ends.
+
+    Only in the main thread (the only one Python delivers signals to), and
+    only while the ``SIGINT`` handler is one Python installed.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield
+        return
+    held: list[int] = []
+    before = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+        if held:
+            signal.raise_signal(signal.SIGINT)  # the handler from before runs now (KeyboardInterrupt)
 
 
 def _write_index_rows(index: zarr.Group, rows: Mapping[int, EntryRecord]) -> None:
