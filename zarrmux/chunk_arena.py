@@ -35,7 +35,6 @@ from . import _forksafe
 from .array_reader import ArrayReader
 from .byte_io import LocalIO
 from .chunk_loader import fetch_stored, load_indexes
-from .core_pool import run_shared
 
 __all__ = ["ChunkArena", "slots_for"]
 
@@ -175,7 +174,10 @@ class ChunkArena:
 
         The lean loop of the local compressed path: per chunk, its index
         entry, then its crc32c on first read and one decode call outside the
-        GIL, shared out over the cores (:func:`~zarrmux.core_pool.run_shared`).
+        GIL.  (Sharing a batch's decodes with a second thread measured slower
+        on 2 cores, 19k against 25k windows/s on the lz4 corpus of
+        ``tools/bench_sampler.py``: the threads queue for the GIL between
+        decodes.  Reading threads of the sampler still decode in parallel.)
         """
         r = self.reader
         cps, nbytes = r.chunks_per_shard, r.chunk_nbytes
@@ -183,7 +185,6 @@ class ChunkArena:
         indexes = load_indexes({r: chunk_list})
         shard_maps: dict[int, tuple[memoryview, int] | None] = {}
         memory, memory_at = self.memory, self.memory.ctypes.data
-        jobs: list[tuple[Any, int, np.ndarray, int, int]] = []
         for c, slot in zip(chunk_list, slots.tolist()):
             s = c // cps
             index = indexes.get((r.uid, s))
@@ -202,11 +203,7 @@ class ChunkArena:
             raw = mapped[0][off : off + nb]
             if len(raw) != nb:
                 raise r.fault(c, f"truncated: read {len(raw)} of {nb} bytes at offset {off}")
-            jobs.append((raw, c, memory[slot], mapped[1] + off, memory_at + slot * nbytes))
-        run_shared(self._decode_job, jobs)
-
-    def _decode_job(self, job: tuple[Any, int, np.ndarray, int, int]) -> None:
-        self.reader.decode_to(*job)
+            r.decode_to(raw, c, memory[slot], mapped[1] + off, memory_at + slot * nbytes)
 
     def _decode(self, jobs: list[tuple[int, int, Any]]) -> None:
         r = self.reader

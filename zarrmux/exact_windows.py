@@ -58,7 +58,6 @@ from . import _forksafe
 from . import shard_format as fmt
 from .array_reader import ArrayReader
 from .byte_io import LocalIO
-from .core_pool import run_shared
 
 __all__ = ["ExactWindows", "MAX_MAPS", "supports"]
 
@@ -66,8 +65,6 @@ __all__ = ["ExactWindows", "MAX_MAPS", "supports"]
 MAX_MAPS = 4096
 #: shard files a batch maps at once (their disk reads overlap)
 MAP_THREADS = 4
-#: chunks of a freshly mapped shard summed per job when the cores share its crc32c checks
-CRC_SPAN = 64
 
 
 
@@ -257,13 +254,7 @@ class ExactWindows:
             stride, body = self.stride, self.stride - fmt.CRC_BYTES
             at = self.first + (ids - first_chunk) * stride
             stored = arr[(at + body)[:, None] + np.arange(fmt.CRC_BYTES)].view("<u4").ravel()
-            starts = at.tolist()
-            computed = np.empty(len(starts), dtype=np.uint32)
-
-            def check(span: tuple[int, int]) -> None:
-                computed[span[0] : span[1]] = fmt.crc32c_many(arr, starts[span[0] : span[1]], body)
-
-            run_shared(check, [(i, i + CRC_SPAN) for i in range(0, len(starts), CRC_SPAN)])
+            computed = fmt.crc32c_many(arr, at.tolist(), body)
             good = ids[stored == computed]
         return good
 
