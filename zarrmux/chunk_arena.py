@@ -183,27 +183,28 @@ class ChunkArena:
         cps, nbytes = r.chunks_per_shard, r.chunk_nbytes
         chunk_list = chunks.tolist()
         indexes = load_indexes({r: chunk_list})
-        shard_maps: dict[int, tuple[memoryview, int] | None] = {}
         memory, memory_at = self.memory, self.memory.ctypes.data
-        for c, slot in zip(chunk_list, slots.tolist()):
-            s = c // cps
-            index = indexes.get((r.uid, s))
-            if index is None:  # evicted by another thread meanwhile: read it again
-                index = indexes[(r.uid, s)] = r.load_index(s)
+        shard = -1
+        index: np.ndarray = np.zeros((0, 2), dtype=np.uint64)
+        view, base = memoryview(b""), 0
+        for c, slot in zip(chunk_list, slots.tolist()):  # in chunk order: a shard's chunks come together
+            if c // cps != shard:
+                shard = c // cps
+                got = indexes.get((r.uid, shard))
+                index = got if got is not None else r.load_index(shard)  # evicted meanwhile: read it again
+                mapped = r.io.mapping(r.object_key(shard))
+                if mapped is None:
+                    raise r.fault(c, "shard object disappeared after its index was read")
+                view, base = mapped
             where = r.chunk_range(index, c)
             if where is None:
                 memory[slot] = r.fill_chunk().reshape(-1).view(np.uint8)
                 continue
-            if s not in shard_maps:
-                shard_maps[s] = r.io.mapping(r.object_key(s))
-            mapped = shard_maps[s]
-            if mapped is None:
-                raise r.fault(c, "shard object disappeared after its index was read")
             off, nb = where
-            raw = mapped[0][off : off + nb]
+            raw = view[off : off + nb]
             if len(raw) != nb:
                 raise r.fault(c, f"truncated: read {len(raw)} of {nb} bytes at offset {off}")
-            r.decode_to(raw, c, memory[slot], mapped[1] + off, memory_at + slot * nbytes)
+            r.decode_to(raw, c, memory[slot], base + off, memory_at + slot * nbytes)
 
     def _decode(self, jobs: list[tuple[int, int, Any]]) -> None:
         r = self.reader
