@@ -186,20 +186,20 @@ class ChunkArena:
         memory, memory_at = self.memory, self.memory.ctypes.data
         shard = -1
         index: np.ndarray = np.zeros((0, 2), dtype=np.uint64)
-        view, base = memoryview(b""), 0
+        mapped: tuple[memoryview, int] | None = None
         for c, slot in zip(chunk_list, slots.tolist()):  # in chunk order: a shard's chunks come together
             if c // cps != shard:
                 shard = c // cps
                 got = indexes.get((r.uid, shard))
                 index = got if got is not None else r.load_index(shard)  # evicted meanwhile: read it again
-                mapped = r.io.mapping(r.object_key(shard))
-                if mapped is None:
-                    raise r.fault(c, "shard object disappeared after its index was read")
-                view, base = mapped
+                mapped = r.io.mapping(r.object_key(shard))  # None: no such object (all its chunks absent?)
             where = r.chunk_range(index, c)
             if where is None:
                 memory[slot] = r.fill_chunk().reshape(-1).view(np.uint8)
                 continue
+            if mapped is None:
+                raise r.fault(c, "shard object disappeared after its index was read")
+            view, base = mapped
             off, nb = where
             raw = view[off : off + nb]
             if len(raw) != nb:
