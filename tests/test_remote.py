@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zarrmux import remote_io
-from zarrmux.byte_io import ByteRequest
+from zarrmux import remote_settings
+from zarrmux.byte_requests import ByteRequest
 from zarrmux.corpus import open_corpus
 from zarrmux.exceptions import CorpusError
 from zarrmux.sampler import WindowSampler
@@ -66,7 +66,7 @@ def server(corpus_dir: tuple[Path, dict], request: pytest.FixtureRequest) -> Ite
 @pytest.fixture
 def settings() -> Iterator[None]:
     yield
-    remote_io.configure(timeout=None, retries=None, backoff=None, whole_cache_dir=None, whole_cache_bytes=None)
+    remote_settings.configure(timeout=None, retries=None, backoff=None, whole_cache_dir=None, whole_cache_bytes=None)
 
 
 def _windows(c, seed: int, k: int = 40) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -128,7 +128,7 @@ def test_server_without_range_cache_in_a_directory_is_bounded(
     _, truth = corpus_dir
     shard = max(p.stat().st_size for p in Path(corpus_dir[0], "c.zarr", "X", "c").rglob("*") if p.is_file())
     budget = 3 * shard
-    remote_io.configure(whole_cache_dir=str(tmp_path / "cache"), whole_cache_bytes=budget)
+    remote_settings.configure(whole_cache_dir=str(tmp_path / "cache"), whole_cache_bytes=budget)
     c = open_corpus(f"{server.base}/c.zarr", backend=backend, cache_bytes=0)
     for seed in range(3):
         _check(c, truth, seed)
@@ -142,7 +142,7 @@ def test_flaky_server_is_retried_same_batches(
     server: Server, corpus_dir: tuple[Path, dict], backend: str, settings: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     _, truth = corpus_dir
-    remote_io.configure(backoff=0.01)
+    remote_settings.configure(backoff=0.01)
     healthy_root = corpus_dir[0]
     with caplog.at_level(logging.INFO, logger="zarrmux"):
         c = open_corpus(f"{server.base}/c.zarr", backend=backend, cache_bytes=0)
@@ -167,14 +167,14 @@ def test_flaky_server_is_retried_same_batches(
 def test_hanging_server_times_out_naming_url_and_close_is_prompt(
     server: Server, corpus_dir: tuple[Path, dict], backend: str, settings: None
 ) -> None:
-    remote_io.configure(timeout=2.0)  # far beyond an answer from the loopback server, even on a loaded machine
+    remote_settings.configure(timeout=2.0)  # far beyond an answer from the loopback server, even on a loaded machine
     c = open_corpus(f"{server.base}/c.zarr", backend=backend)
     with pytest.raises(CorpusError, match=rf"{server.base}/c\.zarr/X/c/\d+/0 within 2(\.0)? s") as e:
         c.read_windows([0], [0], N, keys=["X"])
     assert "timeout" in str(e.value)
     assert c._io.stats["timeouts"] == 1 and c._io.stats["retries"] == 0
     # readers waiting on a long timeout: interrupt() and close() end their waits at once
-    remote_io.configure(timeout=600)
+    remote_settings.configure(timeout=600)
     c2 = open_corpus(f"{server.base}/c.zarr", backend=backend)
     errors: list[BaseException] = []
 
@@ -208,7 +208,7 @@ def test_hanging_server_times_out_naming_url_and_close_is_prompt(
 def test_a_sampler_reading_ahead_from_a_hanging_server_closes_promptly(
     server: Server, corpus_dir: tuple[Path, dict], backend: str, settings: None
 ) -> None:
-    remote_io.configure(timeout=600)
+    remote_settings.configure(timeout=600)
     corpus = open_corpus(f"{server.base}/c.zarr", backend=backend)
     sampler = WindowSampler(corpus, N, batch_size=4, n_active=2, seed=0, prefetch=4, close_corpus=True)
     errors: list[BaseException] = []

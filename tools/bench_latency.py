@@ -160,9 +160,9 @@ class Served:
 
 def timed(url: str, backend: str, seconds: float, seed: int, exact: bool, **kw: Any) -> dict[str, float]:
     """One run: windows/s over ``seconds`` (after the sampler's construction), and per window: requests, bytes."""
-    from zarrmux import remote_io
+    from zarrmux import range_cache
 
-    remote_io.WHOLE_OBJECTS.clear()  # every run starts cold (servers without Range: downloads included)
+    range_cache.WHOLE_OBJECTS.clear()  # every run starts cold (servers without Range: downloads included)
     corpus = zarrmux.open_corpus(url, backend=backend, exact_remote=exact)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,4 +1,4 @@
-"""One stored array seen as row chunks: :class:`ArrayReader`, and :class:`ChunkFault`.
+"""One stored array seen as row chunks: :class:`ArrayReader`.
 
 zarr-python costs a few hundred microseconds per ``arr[i:j]`` call, so the
 readers bypass it for the arrays they understand and read stored objects
@@ -28,83 +28,47 @@ What a reader checks (the rules of every read path)
   says, unless the array is declared *complete* (:meth:`ArrayReader.require`,
   done by :class:`zarrmux.Corpus` for the keys :func:`zarrmux.convert` wrote,
   which stores every chunk of every entry's rows): then it raises
-  :class:`ChunkFault` with ``missing=True``, and each shard index must list
-  every chunk its entries' rows need and account for the object's size
-  exactly (:meth:`ArrayReader.check_shard`).
+  :class:`~zarrmux.chunk_fault.ChunkFault` with ``missing=True``, and each
+  shard index must list every chunk its entries' rows need and account for
+  the object's size exactly (:meth:`ArrayReader.check_shard`).
 * A :class:`ChunkFault` names the stored object; the corpus turns it into a
   :class:`~zarrmux.exceptions.DataError` naming the entry and key too.
   Shards swapped with others of the same size pass all of this: only
   :meth:`zarrmux.Corpus.verify` (the entries' sha256) sees them.
 
 The byte format (index layout, codecs, crc) is :mod:`zarrmux.shard_format`;
-fetching bytes is :mod:`zarrmux.byte_io`; which chunks a batch needs and
-decoding them is :mod:`zarrmux.chunk_loader`; exact windows of uncompressed
-keys are :mod:`zarrmux.exact_windows`.
+which mode an array gets, from its metadata, is :mod:`zarrmux.array_layout`;
+the fault a reader raises is :mod:`zarrmux.chunk_fault`; the shard indexes it
+keeps are :mod:`zarrmux.shard_index_cache`; fetching bytes is
+:mod:`zarrmux.byte_io`; which chunks a batch needs and decoding them is
+:mod:`zarrmux.chunk_loader`; exact windows of uncompressed keys are
+:mod:`zarrmux.exact_windows`.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
-from collections import OrderedDict
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from . import _forksafe
 from . import shard_format as fmt
-from .byte_io import ByteRequest, make_io
+from .array_layout import stored_layout
+from .byte_io import make_io
+from .byte_requests import ByteRequest
+from .chunk_fault import MISSING, ChunkFault
+from .shard_completeness import index_problem, required_chunks
+from .shard_index_cache import ShardIndexCache
 
-__all__ = ["ArrayReader", "ChunkFault", "INDEX_CACHE_BYTES", "FALLBACK_BLOCK_BYTES"]
+#: (ChunkFault is raised here and also importable from here, as before it had a module of its own)
+__all__ = ["ArrayReader", "ChunkFault", "FALLBACK_BLOCK_BYTES"]
 
-#: shard indexes kept per array (16 bytes per inner chunk: 8 MiB index 16 GiB of data at 32 KiB chunks)
-INDEX_CACHE_BYTES = 8 * 1024 * 1024
 #: fallback (zarr-slicing) reads are cut into row blocks of at most this many bytes
 FALLBACK_BLOCK_BYTES = 4 * 1024 * 1024
 
 _uid = itertools.count()
-
-
-class ChunkFault(Exception):
-    """Corrupt, missing or unreadable stored data in one object of one array.
-
-    Attributes
-    ----------
-    reader : ArrayReader or None
-        The array (``None`` once the fault has been pickled: a reader holds
-        locks and mappings, so it does not travel with the fault).
-    chunks : list of int
-        The row chunks that could not be produced.
-    where : str
-        The stored object (store key, and inner chunk when sharded).
-    missing : bool
-        The object or inner chunk does not exist (deleted, never uploaded,
-        answered 404), in an array whose every chunk of entry rows is stored.
-    """
-
-    def __init__(self, reader: "ArrayReader | None", chunks: Sequence[int], where: str, message: str, missing: bool = False) -> None:
-        super().__init__(f"{where}: {message}")
-        self.reader = reader
-        self.chunks = list(chunks)
-        self.where = where
-        self.message = message
-        self.missing = missing
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Dask pickles an exception's __cause__ chain (tblib): without the reader, a fault pickles
-        return _chunk_fault, (self.chunks, self.where, self.message, self.missing)
-
-
-def _chunk_fault(chunks: list[int], where: str, message: str, missing: bool) -> ChunkFault:
-    return ChunkFault(None, chunks, where, message, missing)
-
-
-#: what a missing object means for an array of a corpus the converter wrote
-MISSING = (
-    "the object does not exist in the store (deleted, never uploaded, or the server answered 404 Not Found); "
-    "a corpus written by zarrmux.convert stores every chunk of its entries' rows, so this is never the fill value"
-)
 
 
 class ArrayReader:
@@ -135,18 +99,15 @@ class ArrayReader:
         self.dtype = np.dtype(array.dtype)
         self.row_bytes = int(self.dtype.itemsize * int(np.prod(self.trailing, dtype=np.int64)))
         self._fill: np.ndarray | None = None
-        self._lock = threading.Lock()  # guards the fill chunk, the index cache and the pending reads
+        self._lock = threading.Lock()  # guards the fill chunk
         _forksafe.register(self)
         self.mode = "zarr"
         self.codecs = None
         self.chunk_rows = max(1, int(array.chunks[0]) if array.chunks else max(1, self.shape[0]))
         self.store_dtype = self.dtype
         self.io = io
-        self._indexes: OrderedDict[int, np.ndarray] = OrderedDict()
-        #: ``shard -> (lo, hi)``: the bytes inner chunks may occupy, when the shard's size is known
-        self._bounds: dict[int, tuple[int, int]] = {}
-        #: ``shard -> Event`` of index reads in progress (see :meth:`claim_index`)
-        self._pending: dict[int, threading.Event] = {}
+        #: the shard indexes read, where shards' chunk data lies, index reads in progress
+        self.index_cache = ShardIndexCache()
         #: per shard: rows (from its first row) that entries occupy, whose chunks must be stored;
         #: ``None``: absent objects and chunks read as the fill value (see :meth:`require`)
         self.required: np.ndarray | None = None
@@ -160,48 +121,23 @@ class ArrayReader:
 
     # -- analysis of the metadata
     def _analyse(self) -> None:
-        from zarr.codecs import ShardingCodec
-        from zarr.core.chunk_grids import RegularChunkGrid
-        from zarr.core.metadata.v3 import ArrayV3Metadata
-
-        meta = self.array.metadata
-        if not isinstance(meta, ArrayV3Metadata) or not isinstance(meta.chunk_grid, RegularChunkGrid):
+        lay = stored_layout(self.array, self.trailing, self.dtype)
+        if lay is None:
             return
-        if self.dtype.hasobject or self.dtype.itemsize == 0:
-            return
-        outer = tuple(int(s) for s in meta.chunk_grid.chunk_shape)
-        if outer[1:] != self.trailing:
-            return
-        codecs = list(meta.codecs)
-        base = self.array.store_path.path
-        self._prefix = f"{base}/" if base else ""
+        self._prefix = lay.prefix
         self._keys: dict[int, str] = {}
-        self._meta = meta
+        self._meta = lay.meta
         self._ndim = len(self.shape)
-        if len(codecs) == 1 and isinstance(codecs[0], ShardingCodec):
-            sc = codecs[0]
-            inner = tuple(int(s) for s in sc.chunk_shape)
-            if inner[1:] != self.trailing or outer[0] % inner[0]:
-                return
-            crc = fmt.index_crc(sc.index_codecs)
-            info = fmt.inner_codecs(sc.codecs)
-            if crc is None or info is None:
-                return
-            self.chunk_rows = inner[0]
-            self.shard_rows = outer[0]
-            self.chunks_per_shard = outer[0] // inner[0]
-            self._index_crc = crc
-            self.index_nbytes = fmt.index_nbytes(self.chunks_per_shard, crc)
-            self.index_at_end = getattr(sc.index_location, "value", sc.index_location) == "end"
-            self.mode = "shard"
-        else:
-            info = fmt.inner_codecs(codecs)
-            if info is None:
-                return
-            self.chunk_rows = outer[0]
-            self.mode = "chunk"
-        self.codecs = info
-        self.store_dtype = self.dtype.newbyteorder(info.byteorder) if self.dtype.itemsize > 1 else self.dtype
+        self.chunk_rows = lay.chunk_rows
+        if lay.mode == "shard":
+            self.shard_rows = lay.shard_rows
+            self.chunks_per_shard = lay.chunks_per_shard
+            self._index_crc = lay.index_crc
+            self.index_nbytes = lay.index_nbytes
+            self.index_at_end = lay.index_at_end
+        self.mode = lay.mode
+        self.codecs = lay.codecs
+        self.store_dtype = self.dtype.newbyteorder(lay.codecs.byteorder) if self.dtype.itemsize > 1 else self.dtype
         #: one bit per row chunk: this process has checked it (see :meth:`check_crc`)
         self.verified = bytearray(self.n_chunks // 8 + 1)
         self._verified_bits = np.frombuffer(self.verified, dtype=np.uint8)  # the same memory
@@ -299,10 +235,7 @@ class ArrayReader:
 
     def required_chunks(self, shard: int) -> int:
         """Inner chunks of ``shard`` that must be stored (0 when the array is not complete)."""
-        req = self.required
-        if req is None or not 0 <= shard < len(req):
-            return 0
-        return -(-int(req[shard]) // self.chunk_rows)
+        return required_chunks(self.required, shard, self.chunk_rows)
 
     def _shard_fault(self, shard: int, where: str, message: str, missing: bool = False) -> ChunkFault:
         first = shard * self.chunks_per_shard
@@ -317,8 +250,8 @@ class ArrayReader:
     def check_shard(self, shard: int, index: np.ndarray, size: int | None) -> None:
         """Check that a complete array's shard index describes a shard written for this position.
 
-        Vectorised, once per shard index read: every inner chunk the
-        position's entry rows need (:meth:`required_chunks`) is present, and,
+        Once per shard index read (the rule: :func:`zarrmux.shard_completeness.index_problem`):
+        every inner chunk the position's entry rows need (:meth:`required_chunks`) is present, and,
         when the object's size is known, the present chunks fill the chunk
         data exactly (no bytes missing, none added).  A shard written for a
         position holding fewer rows (the last shard of a conversion unit put
@@ -327,32 +260,13 @@ class ArrayReader:
         read.  (Shards holding as many chunks swapped with each other pass:
         only :meth:`zarrmux.Corpus.verify` sees those.)
         """
-        if self.required is None:
+        req = self.required
+        if req is None:
             return
-        where = f"{self.object_key(shard)} (shard index of {self.label!r})"
-        present = index[:, 1] != fmt.EMPTY
-        need = self.required_chunks(shard)
-        if not present[:need].all():
-            r0 = shard * self.shard_rows
-            absent = int(np.argmin(present[:need]))
-            raise self._shard_fault(
-                shard,
-                where,
-                f"inner chunk {absent} is absent from the shard's index, yet entries' rows {r0}:{r0 + int(self.required[shard])} "  # type: ignore[index]
-                f"need its chunks 0:{need} ({int(present.sum())} present): the shard is not the one zarrmux.convert "
-                "wrote at this position (misplaced, swapped or damaged)",
-                missing=True,
-            )
-        if size is not None:
-            data = size - self.index_nbytes
-            held = int(index[present, 1].sum(dtype=np.uint64))
-            if held != data:
-                raise self._shard_fault(
-                    shard,
-                    where,
-                    f"the shard object holds {data} bytes of chunk data, its index accounts for {held}: "
-                    "the shard is truncated, padded, or not the one its index describes",
-                )
+        rows = int(req[shard]) if 0 <= shard < len(req) else 0
+        problem = index_problem(index, self.required_chunks(shard), shard * self.shard_rows, rows, size, self.index_nbytes)
+        if problem is not None:
+            raise self._shard_fault(shard, f"{self.object_key(shard)} (shard index of {self.label!r})", *problem)
 
     # -- shard indexes
     def index_request(self, shard: int) -> ByteRequest:
@@ -361,41 +275,28 @@ class ArrayReader:
         return ByteRequest(self.object_key(shard), kind, 0, self.index_nbytes)
 
     def cached_index(self, shard: int) -> np.ndarray | None:
-        return self._indexes.get(shard)
+        """The index of ``shard`` if it is cached (:attr:`index_cache`)."""
+        return self.index_cache.indexes.get(shard)
 
     def cache_index(self, shard: int, index: np.ndarray) -> None:
-        """Keep a shard index (at most ``INDEX_CACHE_BYTES`` per array, oldest dropped first)."""
-        with self._lock:
-            self._indexes[shard] = index
-            while len(self._indexes) > 1 and len(self._indexes) * index.nbytes > INDEX_CACHE_BYTES:
-                self._indexes.popitem(last=False)
+        """Keep a shard index (see :meth:`ShardIndexCache.put <zarrmux.shard_index_cache.ShardIndexCache.put>`)."""
+        self.index_cache.put(shard, index)
 
     def claim_index(self, shard: int) -> tuple[threading.Event, bool]:
         """``(event, True)`` if the caller must read shard ``shard``'s index (then :meth:`release_index`),
         ``(event, False)`` if another thread is reading it: wait for ``event``."""
-        with self._lock:
-            ev = self._pending.get(shard)
-            if ev is not None:
-                return ev, False
-            ev = self._pending[shard] = threading.Event()
-            return ev, True
+        return self.index_cache.claim(shard)
 
     def release_index(self, shard: int) -> None:
         """The index read claimed with :meth:`claim_index` is over (done or failed): wake the waiters."""
-        with self._lock:
-            ev = self._pending.pop(shard, None)
-        if ev is not None:
-            ev.set()
+        self.index_cache.release(shard)
 
     def note_size(self, shard: int, size: int | None) -> None:
         """Remember where shard ``shard``'s inner chunks may lie, given its object size (if known)."""
         if size is None:
             return
         lo, hi = (0, size - self.index_nbytes) if self.index_at_end else (self.index_nbytes, size)
-        with self._lock:
-            if len(self._bounds) >= 65536:
-                self._bounds.clear()
-            self._bounds[shard] = (lo, hi)
+        self.index_cache.set_bounds(shard, lo, hi)
 
     def decode_index(self, raw: Any, shard: int) -> np.ndarray:
         """Offsets and lengths ``(chunks_per_shard, 2)`` of a shard; all-empty if absent."""
@@ -446,7 +347,7 @@ class ArrayReader:
             return None
         if off == fmt.EMPTY or nb == fmt.EMPTY or nb > fmt.MAX_CHUNK_NBYTES:
             raise self.fault(c, f"bad shard index entry (offset {off}, nbytes {nb})")
-        bounds = self.shard_bounds(s)
+        bounds = self.index_cache.bounds.get(s)  # shard_bounds(s), without a call
         if bounds is not None and (off < bounds[0] or off + nb > bounds[1]):
             raise self.fault(
                 c,
@@ -458,7 +359,7 @@ class ArrayReader:
     # -- checksums
     def shard_bounds(self, s: int) -> tuple[int, int] | None:
         """Where the chunk data of shard ``s`` lies in its object (``(lo, hi)`` bytes), once its index was read."""
-        return self._bounds.get(s)
+        return self.index_cache.bounds.get(s)
 
     def verified_mask(self, chunks: np.ndarray) -> np.ndarray:
         """Which of ``chunks`` (an int array) this process has checked (:meth:`check_crc`, :meth:`mark_verified`)."""

@@ -33,7 +33,7 @@ import numpy as np
 
 from . import _forksafe
 from .array_reader import ArrayReader
-from .byte_io import LocalIO
+from .local_io import LocalIO
 from .chunk_loader import fetch_stored, load_indexes
 
 __all__ = ["ChunkArena", "slots_for"]

@@ -14,7 +14,7 @@ three rounds, whatever their number:
    is none.)
 
 Memory held: the cache's budget plus the chunks of the calls in flight.
-Corrupt data raises :class:`~zarrmux.array_reader.ChunkFault`.
+Corrupt data raises :class:`~zarrmux.chunk_fault.ChunkFault`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .array_reader import ArrayReader
-from .byte_io import ByteRequest
+from .byte_requests import ByteRequest
 from .chunk_cache import ChunkCache
 
 __all__ = ["load_chunks", "fetch_stored"]
@@ -35,7 +35,7 @@ __all__ = ["load_chunks", "fetch_stored"]
 def load_chunks(wanted: Sequence[tuple[ArrayReader, int]], cache: ChunkCache) -> dict[tuple[int, int], np.ndarray]:
     """Decoded row chunks ``{(reader.uid, c): array}`` for every ``(reader, c)`` in ``wanted``.
 
-    Raises :class:`~zarrmux.array_reader.ChunkFault` on corrupt data.
+    Raises :class:`~zarrmux.chunk_fault.ChunkFault` on corrupt data.
     """
     keys = [(reader.uid, c) for reader, c in wanted]
     got: dict[tuple[int, int], np.ndarray] = {}
@@ -71,7 +71,7 @@ def fetch_stored(items: Sequence[tuple[ArrayReader, int]]) -> list[Any]:
 
     Readers must be in 'shard' or 'chunk' mode.  One round of shard-index
     reads (for indexes not cached), then one ``read_many`` per byte reader.
-    Raises :class:`~zarrmux.array_reader.ChunkFault` for a bad index entry,
+    Raises :class:`~zarrmux.chunk_fault.ChunkFault` for a bad index entry,
     a truncated range, or a shard that vanished after its index was read.
     """
     by_reader: dict[ArrayReader, list[int]] = {}

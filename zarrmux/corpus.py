@@ -65,9 +65,10 @@ from typing import Any
 import numpy as np
 
 from . import index_checks, layout
-from .array_reader import ArrayReader, ChunkFault
+from .array_reader import ArrayReader
 from .byte_io import make_io
 from .chunk_cache import DEFAULT_CACHE_BYTES, ChunkCache
+from .chunk_fault import ChunkFault
 from .chunk_loader import load_chunks
 from .entry_checksum import checksum_arrays
 from .entry_tables import open_tables

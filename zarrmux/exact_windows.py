@@ -57,7 +57,7 @@ import numpy as np
 from . import _forksafe
 from . import shard_format as fmt
 from .array_reader import ArrayReader
-from .byte_io import LocalIO
+from .local_io import LocalIO
 
 __all__ = ["ExactWindows", "MAX_MAPS", "supports"]
 

@@ -19,7 +19,7 @@ import numpy as np
 from . import layout
 from . import shard_format as fmt
 from .array_reader import ArrayReader
-from .byte_io import ByteRequest
+from .byte_requests import ByteRequest
 from .exceptions import CorpusError
 
 __all__ = ["check_index", "index_object", "absent", "written_whole", "required_rows", "COMPLETE_FLAG"]

@@ -1,4 +1,4 @@
-"""Reporting a failed read: a reader's :class:`~zarrmux.array_reader.ChunkFault` as a :class:`~zarrmux.exceptions.DataError`.
+"""Reporting a failed read: a reader's :class:`~zarrmux.chunk_fault.ChunkFault` as a :class:`~zarrmux.exceptions.DataError`.
 
 A reader knows the array and the chunks or object at fault; the user needs
 the corpus, the entries whose windows touch those chunks, and the key.
@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .array_reader import ArrayReader, ChunkFault
+from .array_reader import ArrayReader
+from .chunk_fault import ChunkFault
 from .exceptions import DataError
 
 __all__ = ["fault_error"]
@@ -37,7 +38,7 @@ def fault_error(
     ``names``, ``readers``, ``rid`` and ``off`` are the corpus's entry tables.
     A missing object says "missing data", anything else "corrupt data".
     """
-    reader = fault.reader
+    reader: ArrayReader | None = fault.reader
     assert reader is not None
     key = next((k for k in sel if reader.uid in {readers[j].uid for j in set(rid[k].tolist())}), reader.label)
     hit: list[str] = []

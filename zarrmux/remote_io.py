@@ -1,8 +1,8 @@
-"""Requests to remote stores: a ramping concurrency gate, retries, timeouts, servers without Range.
+"""Requests to remote stores: a ramping concurrency gate, retries, timeouts, cancellation.
 
-The remote byte readers of :mod:`zarrmux.byte_io` (:class:`~zarrmux.byte_io.StoreIO`
-for fsspec and other zarr stores, :class:`~zarrmux.byte_io.ObstoreIO` for
-obstore) send every request through one :class:`Requests` object per reader:
+The remote byte readers (:class:`zarrmux.store_io.StoreIO` for fsspec and
+other zarr stores, :class:`zarrmux.obstore_io.ObstoreIO` for obstore) send
+every request through one :class:`Requests` object per reader:
 
 * **Concurrency**: at most :attr:`RemoteConfig.max_requests` requests in
   flight per reader of an ``http(s)://`` server, whatever the number of
@@ -27,147 +27,41 @@ obstore) send every request through one :class:`Requests` object per reader:
   hold the reader for several timeouts).
 * **Closing**: :meth:`Requests.close` cancels every request in flight; the
   threads waiting for them raise at once.
-* **Servers that ignore Range** (``python -m http.server``): detected on the
-  first reply (a 200 with the whole object where a 206 was asked for); from
-  then on each object is downloaded whole at most once per process into
-  :data:`WHOLE_OBJECTS`, a cache bounded by
-  :attr:`RemoteConfig.whole_cache_bytes`, in memory or in a local directory
-  (:attr:`RemoteConfig.whole_cache_dir`), and ranges are sliced from it.  One
-  warning names the server.
+* **Servers that ignore Range**: a reader raises :class:`RangeNotSupported`
+  on a reply with the whole object; :meth:`Requests.whole` then downloads
+  each object whole once per process into
+  :data:`zarrmux.range_cache.WHOLE_OBJECTS`.
 
-Settings come from :func:`configure` (this process) or environment variables
-(inherited by worker processes, Dask's included), read when a reader is made:
-
-=================================  ==========================================
-``ZARRMUX_REMOTE_TIMEOUT``          seconds, default 30
-``ZARRMUX_REMOTE_RETRIES``          default 4
-``ZARRMUX_REMOTE_BACKOFF``          first backoff in seconds, default 0.1 (doubles, at most 5 s)
-``ZARRMUX_REMOTE_MAX_REQUESTS``     requests in flight per reader, default 64
-``ZARRMUX_WHOLE_OBJECT_CACHE_BYTES`` budget of whole objects (Range-less servers), default 1 GiB
-``ZARRMUX_WHOLE_OBJECT_CACHE_DIR``  keep them in files under this directory instead of memory
-=================================  ==========================================
+The settings (:class:`RemoteConfig`, :func:`configure`, the
+``ZARRMUX_REMOTE_*`` environment variables) live in
+:mod:`zarrmux.remote_settings`; ``zarrmux.remote_io.configure`` is the
+name the README and error messages give, so it is re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import concurrent.futures
-import dataclasses
-import hashlib
 import logging
-import mmap
-import os
 import random
 import re
-import shutil
-import tempfile
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from .range_cache import WHOLE_OBJECTS
+from .remote_settings import RemoteConfig, configure, current_config
+
 __all__ = [
-    "WHOLE_OBJECTS",
     "RangeNotSupported",
-    "RemoteConfig",
     "RemoteTimeoutError",
     "Requests",
-    "WholeObjects",
     "configure",
-    "current_config",
     "transient",
 ]
 
 log = logging.getLogger("zarrmux")
-
-
-@dataclasses.dataclass(frozen=True)
-class RemoteConfig:
-    """How remote requests are made (see the module docstring).
-
-    Parameters
-    ----------
-    timeout : float > 0
-        Seconds a request may take to answer.
-    retries : int >= 0
-        Retries of a transient failure.
-    backoff : float >= 0
-        Seconds before the first retry; doubled each time, at most ``max_backoff``.
-    max_backoff : float >= 0
-    max_requests : int > 0
-        Requests in flight per reader.
-    start_requests : int > 0
-        The limit at the start (it grows by one per request completed while others wait).
-    whole_cache_bytes : int >= 0
-        Budget of whole objects kept for servers that ignore Range.
-    whole_cache_dir : str or None
-        Keep whole objects in files under this directory rather than in memory.
-    """
-
-    timeout: float = 30.0
-    retries: int = 4
-    backoff: float = 0.1
-    max_backoff: float = 5.0
-    max_requests: int = 64
-    start_requests: int = 8
-    whole_cache_bytes: int = 1 << 30
-    whole_cache_dir: str | None = None
-
-
-_ENV = {
-    "timeout": "ZARRMUX_REMOTE_TIMEOUT",
-    "retries": "ZARRMUX_REMOTE_RETRIES",
-    "backoff": "ZARRMUX_REMOTE_BACKOFF",
-    "max_requests": "ZARRMUX_REMOTE_MAX_REQUESTS",
-    "whole_cache_bytes": "ZARRMUX_WHOLE_OBJECT_CACHE_BYTES",
-    "whole_cache_dir": "ZARRMUX_WHOLE_OBJECT_CACHE_DIR",
-}
-_overrides: dict[str, Any] = {}
-
-
-def _check(name: str, value: Any, where: str) -> Any:
-    field = {f.name: f for f in dataclasses.fields(RemoteConfig)}.get(name)
-    if field is None:
-        raise TypeError(f"unknown remote setting {name!r}; settings: {[f.name for f in dataclasses.fields(RemoteConfig)]}")
-    if name == "whole_cache_dir":
-        return None if value in (None, "") else os.fspath(value)
-    kind = float if name in ("timeout", "backoff", "max_backoff") else int
-    try:
-        v = kind(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}={value!r} must be a number") from None
-    low_ok = v > 0 if name in ("timeout", "max_requests", "start_requests") else v >= 0
-    if not low_ok:
-        raise ValueError(f"{where}={value!r} must be {'> 0' if name in ('timeout', 'max_requests', 'start_requests') else '>= 0'}")
-    return v
-
-
-def configure(**settings: Any) -> None:
-    """Set remote settings for the readers made from now on in this process (``None`` resets one).
-
-    Keywords are the fields of :class:`RemoteConfig`; they win over the
-    environment variables.  Worker processes (Dask, DataLoader workers)
-    do not see them: set the environment variables for those.
-    """
-    for name, value in settings.items():
-        if value is None:
-            if name not in {f.name for f in dataclasses.fields(RemoteConfig)}:
-                _check(name, 1, name)  # raises: names the settings
-            _overrides.pop(name, None)
-        else:
-            _overrides[name] = _check(name, value, name)
-
-
-def current_config() -> RemoteConfig:
-    """The settings in force: :func:`configure`, else the environment, else the defaults."""
-    kw: dict[str, Any] = {}
-    for name, var in _ENV.items():
-        raw = os.environ.get(var)
-        if raw is not None and raw != "":
-            kw[name] = _check(name, raw, var)
-    kw.update(_overrides)
-    return RemoteConfig(**kw)
 
 
 class RemoteTimeoutError(TimeoutError):
@@ -288,135 +182,6 @@ class Gate:
             self.busy += w
             fut.set_result(None)
 
-
-class WholeObjects:
-    """Whole objects of servers that ignore Range, kept once per process under a byte budget.
-
-    In memory, or in files under ``whole_cache_dir`` (a private subdirectory
-    of it, removed at exit) read through memory maps.  Least recently used
-    objects leave first; an object larger than the budget is not kept.
-    Downloads of the same object are shared: it is fetched once even when
-    many threads want it at the same time.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: OrderedDict[str, tuple[memoryview, str | None]] = OrderedDict()
-        self.nbytes = 0
-        self.downloads = 0
-        self._pending: dict[tuple[int, str], asyncio.Future] = {}
-        self._dir: str | None = None
-        self._dir_root: str | None = None
-
-    def get(self, ident: str) -> memoryview | None:
-        with self._lock:
-            item = self._items.get(ident)
-            if item is None:
-                return None
-            self._items.move_to_end(ident)
-            return item[0]
-
-    def _put(self, ident: str, data: Any, cfg: RemoteConfig) -> memoryview:
-        view = memoryview(data)
-        if view.format != "B" or view.ndim != 1:
-            view = view.cast("B")
-        size = len(view)
-        if size > cfg.whole_cache_bytes:
-            return view
-        path = None
-        if cfg.whole_cache_dir:
-            path = os.path.join(self._directory(cfg.whole_cache_dir), hashlib.sha256(ident.encode()).hexdigest())
-            tmp = f"{path}.{threading.get_ident()}.tmp"
-            with open(tmp, "wb") as fh:
-                fh.write(view)
-            os.replace(tmp, path)
-            if size:
-                with open(path, "rb") as fh:
-                    view = memoryview(mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ))
-        with self._lock:
-            old = self._items.pop(ident, None)
-            if old is not None:
-                self.nbytes -= len(old[0])
-            self._items[ident] = (view, path)
-            self.nbytes += size
-            while self.nbytes > cfg.whole_cache_bytes and len(self._items) > 1:
-                _, (v, p) = self._items.popitem(last=False)
-                self.nbytes -= len(v)
-                if p is not None:
-                    try:
-                        os.unlink(p)  # a mapping still in use stays valid
-                    except OSError:
-                        pass
-        return view
-
-    def _directory(self, root: str) -> str:
-        with self._lock:
-            if self._dir is None or self._dir_root != root:
-                os.makedirs(root, exist_ok=True)
-                self._dir = tempfile.mkdtemp(prefix=f"zarrmux-whole-{os.getpid()}-", dir=root)
-                self._dir_root = root
-                atexit.register(shutil.rmtree, self._dir, True)
-            return self._dir
-
-    async def fetch(self, ident: str, download: Callable[[], Awaitable[Any]], cfg: RemoteConfig) -> memoryview | None:
-        """The whole object ``ident``: from the cache, or downloaded once (``None`` if absent)."""
-        got = self.get(ident)
-        if got is not None:
-            return got
-        loop = asyncio.get_running_loop()
-        key = (id(loop), ident)
-        pending = self._pending.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        fut = loop.create_future()
-        self._pending[key] = fut
-        try:
-            data = await download()
-            view = None if data is None else self._put(ident, data, cfg)
-            if view is not None:
-                self.downloads += 1
-            fut.set_result(view)
-            return view
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # retrieved: no "never retrieved" warning when nobody else waits
-            raise
-        finally:
-            self._pending.pop(key, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            for _, p in self._items.values():
-                if p is not None:
-                    try:
-                        os.unlink(p)
-                    except OSError:
-                        pass
-            self._items.clear()
-            self.nbytes = 0
-
-
-#: the process's whole objects of Range-less servers (shared by every reader)
-WHOLE_OBJECTS = WholeObjects()
-_warned: set[str] = set()
-_warned_lock = threading.Lock()
-
-
-def warn_rangeless(server: str, cfg: RemoteConfig) -> None:
-    """Warn once per process that ``server`` ignores Range requests."""
-    with _warned_lock:
-        if server in _warned:
-            return
-        _warned.add(server)
-    where = f"files under {cfg.whole_cache_dir}" if cfg.whole_cache_dir else "memory"
-    log.warning(
-        "%s ignores HTTP Range requests (it answered a range request with the whole object): each object is "
-        "downloaded whole, once, and kept in %s (budget %d MiB; ZARRMUX_WHOLE_OBJECT_CACHE_BYTES, "
-        "ZARRMUX_WHOLE_OBJECT_CACHE_DIR); a server that supports Range is much faster",
-        server,
-        where,
-        cfg.whole_cache_bytes >> 20,
-    )
 
 
 class Requests:

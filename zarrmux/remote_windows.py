@@ -7,7 +7,7 @@ object (spanning a crc32c where it crosses a chunk boundary).
 :class:`RemoteWindows` fetches exactly those runs, all of a batch in one
 ``read_many`` call (runs of one object that touch or overlap are merged,
 and gaps are merged only while the bytes fetched stay within 1.5x of the
-bytes asked for; see :class:`zarrmux.byte_io.StoreIO`), and copies the rows
+bytes asked for; see :class:`zarrmux.store_io.StoreIO`), and copies the rows
 into the batch array: no whole 32 KiB chunk per 2 KiB window, no decode,
 no arena.
 
@@ -37,7 +37,8 @@ import numpy as np
 
 from . import shard_format as fmt
 from .array_reader import ArrayReader
-from .byte_io import ByteRequest, LocalIO
+from .byte_requests import ByteRequest
+from .local_io import LocalIO
 
 __all__ = ["RemoteWindows", "supports"]
 
@@ -94,7 +95,7 @@ class RemoteWindows:
 
         ``None`` when the batch must go through the chunk path (an absent
         chunk, a shard not laid out contiguously, windows longer than a
-        shard).  Raises :class:`~zarrmux.array_reader.ChunkFault` for corrupt
+        shard).  Raises :class:`~zarrmux.chunk_fault.ChunkFault` for corrupt
         or truncated data.
         """
         r = self.reader

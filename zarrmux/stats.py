@@ -35,12 +35,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-__all__ = ["LoaderStats", "StatsRecorder", "StatsBoard", "COUNTERS", "batch_windows"]
+__all__ = ["LoaderStats", "StatsRecorder", "StatsBoard", "COUNTERS", "READING", "with_reading", "batch_windows"]
 
 T = TypeVar("T")
 
 #: storage counters a corpus reports (``Corpus.io_counters()``), summed as they come
 COUNTERS = ("bytes_read", "requests", "retries", "chunk_hits", "chunk_misses")
+#: what the reading processes measure (the rest is measured where the batches are delivered)
+READING = ("read_seconds", *COUNTERS)
 
 
 def batch_windows(batch: Any) -> int:
@@ -176,6 +178,18 @@ class LoaderStats:
         ]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def with_reading(delivered: LoaderStats, readers_now: LoaderStats, readers_base: LoaderStats) -> LoaderStats:
+    """``delivered`` with its :data:`READING` fields taken from the readers: ``readers_now - readers_base``.
+
+    A loader with worker processes measures batches, windows and the
+    consumer's time itself, and learns the reading from its workers (a
+    :class:`StatsBoard` total, counted since ``readers_base``).
+    """
+    for name in READING:
+        setattr(delivered, name, getattr(readers_now, name) - getattr(readers_base, name))
+    return delivered
 
 
 class StatsRecorder:

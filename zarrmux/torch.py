@@ -44,18 +44,22 @@ persistent) every pass starts again from the dataset's position in the
 training process, which does not move: call :meth:`WindowDataset.set_epoch`
 at the start of every epoch, as with ``DistributedSampler``, or use
 :class:`WindowLoader`.
+
+Layout: the position (:mod:`zarrmux.dataset_position`), how each process
+makes its sampler (:mod:`zarrmux.sampler_recipe`) and which share it reads
+(:mod:`zarrmux.torch_ranks`) live apart; statistics of the workers are summed
+through :class:`zarrmux.stats.StatsBoard`.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 try:
     import torch
-    from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+    from torch.utils.data import DataLoader, Dataset, IterableDataset
 except ImportError as _exc:  # pragma: no cover - exercised only without torch
     raise ImportError(
         f"zarrmux.torch needs PyTorch ({_exc}); install it with: pip install 'zarrmux[torch]'"
@@ -63,47 +67,24 @@ except ImportError as _exc:  # pragma: no cover - exercised only without torch
 
 import numpy as np
 
+from .dataset_position import DatasetPosition
 from .exceptions import ConfigError
+from .global_stream import DATASET_FORMAT, parse_position_state, position_state
 from .params import REQUIRED, check_int, required
-from .global_stream import DATASET_FORMAT, GlobalStream, RankStream, parse_position_state, position_state
 from .plan import WindowPlan
 from .plan_streams import fresh_seed
-from .stats import COUNTERS, LoaderStats, StatsBoard, StatsRecorder
+from .sampler_recipe import WORKER_PREFETCH, SamplerRecipe
+from .stats import LoaderStats, StatsBoard, StatsRecorder, with_reading
+from .torch_ranks import rank_and_world, worker_share
 
-__all__ = ["WindowDataset", "WindowLoader", "EpochDataset", "STATE_FORMAT"]
+__all__ = ["WindowDataset", "WindowLoader", "EpochDataset", "STATE_FORMAT", "WORKER_PREFETCH"]
 
 STATE_FORMAT = DATASET_FORMAT
-#: WindowSampler options a WindowDataset passes through
-_PLAN_OPTIONS = ("batch_size", "n_active", "rate", "weights", "mode", "dist", "hop", "drop_last")
-_READ_OPTIONS = ("keys", "prefetch", "threads", "cache_bytes")
-#: read-ahead of the sampler inside a DataLoader worker (the DataLoader already prefetches across workers)
-WORKER_PREFETCH = 1
-
-
-def _dist_rank_world() -> tuple[int, int] | None:
-    try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover
-        return None
-    if dist.is_available() and dist.is_initialized():
-        return int(dist.get_rank()), int(dist.get_world_size())
-    return None
 
 
 def _to_tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     # read_windows returns fresh, writeable, C-contiguous arrays: from_numpy shares their memory
     return {k: torch.from_numpy(v) for k, v in batch.items()}
-
-
-
-
-class _LoaderPass:
-    """A WindowLoader pass with workers: where it started and how many batches it delivered."""
-
-    __slots__ = ("start", "delivered", "ended")
-
-    def __init__(self, start: dict[str, Any]) -> None:
-        self.start, self.delivered, self.ended = start, 0, False
 
 
 class WindowDataset(IterableDataset):  # type: ignore[type-arg]
@@ -185,37 +166,17 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         storage_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        sampler_options: dict[str, Any] = dict(
+        options: dict[str, Any] = dict(
             batch_size=batch_size, n_active=required(n_active), rate=rate, weights=weights, mode=mode, dist=dist,
             hop=hop, drop_last=drop_last,
         )
         for name, value in (("keys", keys), ("prefetch", prefetch), ("threads", threads), ("cache_bytes", cache_bytes)):
             if value is not None:  # left to the sampler's (or the worker's) default
-                sampler_options[name] = value
-        entries = None
-        if hasattr(path_or_url, "read_windows") and hasattr(path_or_url, "__getstate__"):
-            st = path_or_url.__getstate__()  # a Corpus: keep how to reopen it, not the handle
-            path_or_url = st["target"]
-            entries = st.get("entries")  # a view (Corpus.split / select): the same entries
-            sampler_options.setdefault("keys", st["keys"])
-            sampler_options.setdefault("cache_bytes", st["cache_bytes"])
-            storage_options = storage_options or st["storage_options"]
-        if isinstance(path_or_url, os.PathLike):
-            path_or_url = os.fspath(path_or_url)
-        if isinstance(sampler_options.get("keys"), str):
-            sampler_options["keys"] = (sampler_options["keys"],)
-        self.path = path_or_url
-        #: the entry names of a corpus view, or None for every entry
-        self.entries: tuple[str, ...] | None = entries
+                options[name] = value
+        self._recipe = SamplerRecipe(path_or_url, options, storage_options)
+        plan_opts = self._recipe.plan_opts
         self.n = n
-        self.storage_options = dict(storage_options) if storage_options else None
-        self._plan_opts = {k: sampler_options[k] for k in _PLAN_OPTIONS if k in sampler_options}
-        self._read_opts = {k: sampler_options[k] for k in _READ_OPTIONS if k in sampler_options}
-        if rank is None or world_size is None:
-            got = _dist_rank_world() or (0, 1)
-            rank = got[0] if rank is None else rank
-            world_size = got[1] if world_size is None else world_size
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size = rank_and_world(rank, world_size)
         self._seed_given = seed
         if seed is None:
             seed = fresh_seed()
@@ -225,90 +186,40 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         epochs = check_int("epochs", epochs, minimum=1, none=True)
         self.max_iter = max_iter
         self.epochs = epochs
-
         # Read the row counts once (metadata only) and close: no handle is kept.
-        from .corpus import open_corpus
-
-        corpus = open_corpus(path_or_url, keys=self._read_opts.get("keys"), storage_options=self.storage_options, entries=entries)
-        try:
-            self.rows = np.asarray(corpus.rows, dtype=np.int64).copy()
-            self.keys: tuple[str, ...] = tuple(self._read_opts.get("keys") or corpus.keys)
-        finally:
-            corpus.close()
-        self.mode = self._plan_opts.get("mode", "with_replacement")
+        self.rows, self.keys = self._recipe.rows_and_keys()
+        self.mode = plan_opts.get("mode", "with_replacement")
         self.epoch_batches = epoch_batches if self.mode in ("with_replacement", "single_active") else None
         # the global stream's plan; validates everything (warns once about short entries)
-        self._plan = WindowPlan(self.rows, n, seed=seed, epoch_batches=self.epoch_batches, **self._plan_opts)
-        self.epoch_batches = self._plan.epoch_batches
-        self._ranks_cache: tuple[int, RankStream] | None = None
-        self._ranks()  # checks rank / world_size against the epoch
-        #: the position: the global plan state where the next pass starts (or, with a pass
-        #: of a WindowLoader running, started: see _resolve)
-        self._state: dict[str, Any] = self._plan.state_dict()
-        self._pass: _LoaderPass | None = None
-        self._generation = 0  # moved by load_state_dict / set_epoch: a running pass stops
+        plan = WindowPlan(self.rows, n, seed=seed, epoch_batches=self.epoch_batches, **plan_opts)
+        self.epoch_batches = plan.epoch_batches
+        #: the position: where the next pass starts (checks rank / world_size against the epoch)
+        self._position = DatasetPosition(plan, self.rank, self.world_size, max_iter, epochs)
         self._local: tuple[int, Any] | None = None  # (pid, WindowSampler) of in-process iteration
         self._board: StatsBoard | None = None  # where DataLoader workers publish their statistics
 
-    # ------------------------------------------------------------------ positions
-    def _ranks(self) -> RankStream:
-        """This rank's view of the global stream, made once per process (it holds a lock)."""
-        pid = os.getpid()
-        if self._ranks_cache is None or self._ranks_cache[0] != pid or self._ranks_cache[1].stream.seed != self.seed:
-            self._ranks_cache = (pid, RankStream(GlobalStream(self._plan), self.rank, self.world_size))
-        return self._ranks_cache[1]
+    @property
+    def path(self) -> Any:
+        """The corpus's path or URL (every reader opens its own)."""
+        return self._recipe.path
 
-    def _resolve(self) -> None:
-        """Fold the batches a WindowLoader delivered into the position."""
-        lp = self._pass
-        if lp is None:
-            return
-        ranks = self._ranks()
-        e0, p0 = int(lp.start["epoch"]), int(lp.start["batch"])
-        if lp.ended:
-            e, p = self._pass_end(e0, p0)
-        else:
-            e, p = ranks.advance(e0, p0, lp.delivered)
-        self._state = ranks.stream.state_at(e, p)
-        if lp.ended:
-            self._pass = None
+    @property
+    def entries(self) -> tuple[str, ...] | None:
+        """The entry names of a corpus view, or None for every entry."""
+        return self._recipe.entries
 
-    def _pass_end(self, epoch: int, position: int) -> tuple[int, int]:
-        if self.max_iter is not None:
-            return self._ranks().advance(epoch, position, self.max_iter)
-        assert self.epochs is not None
-        return epoch + self.epochs, 0
+    @property
+    def storage_options(self) -> dict[str, Any] | None:
+        """For fsspec URLs."""
+        return self._recipe.storage_options
 
     def __len__(self) -> int:
         """Batches of a pass (see the class notes); ``TypeError`` if endless."""
-        if self.max_iter is not None:
-            return self.max_iter
-        if self.epochs is None:
-            raise TypeError("an endless WindowDataset (epochs=None) has no length")
-        self._resolve()
-        ranks = self._ranks()
-        e = int(self._state["epoch"])
-        return sum(ranks.remaining(e + i, 0) for i in range(self.epochs))
+        return self._position.pass_length()
 
     def _sampler(self, in_worker: bool) -> Any:
-        from .sampler import WindowSampler
-
-        read = dict(self._read_opts)
-        if in_worker:
-            read.setdefault("prefetch", WORKER_PREFETCH)
-        target: Any = self.path
-        opened = bool(self.storage_options) or self.entries is not None
-        if opened:
-            from .corpus import open_corpus
-
-            target = open_corpus(self.path, keys=read.get("keys"), cache_bytes=read.get("cache_bytes"),
-                                 storage_options=self.storage_options, entries=self.entries)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            s = WindowSampler(target, self.n, seed=self.seed, rank=self.rank, world_size=self.world_size,
-                              epoch_batches=self.epoch_batches, max_iter=self.max_iter, epochs=self.epochs,
-                              close_corpus=opened, **self._plan_opts, **read)
-        return s
+        return self._recipe.sampler(self.n, in_worker, seed=self.seed, rank=self.rank, world_size=self.world_size,
+                                    epoch_batches=self.epoch_batches, max_iter=self.max_iter, epochs=self.epochs)
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -317,39 +228,40 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         In the training process (``num_workers=0``) the whole pass; in
         DataLoader worker ``w`` of ``W``, the pass's batches ``w, w + W, ...``.
         """
-        info = get_worker_info()
-        if info is None:
+        share = worker_share()
+        if share is None:
             return self._iterate_local()
-        return self._iterate_worker(int(info.id), int(info.num_workers))
+        return self._iterate_worker(*share)
 
     def _iterate_local(self) -> Iterator[dict[str, torch.Tensor]]:
-        self._resolve()
+        pos = self._position
+        start = pos.resolve()
         pid = os.getpid()
         if self._local is None or self._local[0] != pid:
             self._local = (pid, self._sampler(False))
         sampler = self._local[1]
-        sampler.load_plan_state(self._state)
-        generation = self._generation
+        sampler.load_plan_state(start)
+        generation = pos.generation
         for batch in sampler:
-            if self._generation != generation:  # load_state_dict / set_epoch during the pass: stop
+            if pos.generation != generation:  # load_state_dict / set_epoch during the pass: stop
                 return
-            self._state = sampler.plan_state
+            pos.state = sampler.plan_state
             yield _to_tensors(batch)
-        if self._generation == generation:
-            self._state = sampler.plan_state
+        if pos.generation == generation:
+            pos.state = sampler.plan_state
 
     def _iterate_worker(self, w: int, k: int) -> Iterator[dict[str, torch.Tensor]]:
         sampler = self._sampler(True)
         board = self._board
         try:
-            sampler.load_plan_state(self._state)
+            sampler.load_plan_state(self._position.state)
             sampler.split_for_worker(w, k)
             for batch in sampler:
                 if board is not None:
                     board.publish(w, sampler.stats())
                 yield _to_tensors(batch)
             # a full pass: a persistent worker's next pass continues from its end, as every worker's does
-            self._state = sampler.plan_state
+            self._position.state = sampler.plan_state
         finally:
             sampler.close()
 
@@ -364,8 +276,7 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         state there: seed, fingerprint, active entries and quotas),
         ``saved_by`` (for information).
         """
-        self._resolve()
-        return position_state(STATE_FORMAT, self._state, rank=self.rank, world_size=self.world_size)
+        return position_state(STATE_FORMAT, self._position.resolve(), rank=self.rank, world_size=self.world_size)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state``: from :meth:`state_dict` of a dataset (or a
@@ -379,30 +290,20 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
         PescadorError
             If the state is malformed or comes from another configuration, corpus or seed.
         """
-        plan_state = parse_position_state(state)
-        cursor = self._plan.copy()
-        cursor.load_state_dict(plan_state, check_seed=self._seed_given)
-        if cursor.seed != self.seed:
-            self.seed = cursor.seed
-            self._plan = cursor.copy()
+        pos = self._position
+        pos.load(parse_position_state(state), check_seed=self._seed_given)
+        if pos.plan.seed != self.seed:
+            self.seed = pos.plan.seed
             self._local = None
-        self._ranks().stream.add_state(cursor.state_dict())
-        self._state = cursor.state_dict()
-        self._pass = None
-        self._generation += 1
 
     def set_epoch(self, epoch: int) -> None:
         """Start the next pass at the beginning of ``epoch`` (as ``DistributedSampler.set_epoch``)."""
-        epoch = check_int("epoch", epoch, minimum=0)
-        self._state = self._ranks().stream.start_state(epoch)
-        self._pass = None
-        self._generation += 1
+        self._position.set_epoch(check_int("epoch", epoch, minimum=0))
 
     @property
     def epoch(self) -> int:
         """The epoch of the next batch."""
-        self._resolve()
-        return int(self._state["epoch"])
+        return int(self._position.resolve()["epoch"])
 
     def epoch_view(self, epoch: int | None = None) -> "EpochDataset":
         """This rank's batches of ``epoch`` (default: the current one) as a map-style ``Dataset``."""
@@ -414,17 +315,14 @@ class WindowDataset(IterableDataset):  # type: ignore[type-arg]
 
     # ------------------------------------------------------------------ pickling (spawn workers)
     def __getstate__(self) -> dict[str, Any]:
-        self._resolve()
-        d = dict(self.__dict__)
+        d = dict(self.__dict__)  # the position pickles resolved, without its pass
         d["_local"] = None
-        d["_pass"] = None
-        d["_ranks_cache"] = None
         return d
 
     def __repr__(self) -> str:
         return (
             f"<zarrmux.torch.WindowDataset {self.path!r} n={self.n} rank={self.rank}/{self.world_size} "
-            f"seed={self.seed} {self._plan_opts}>"
+            f"seed={self.seed} {self._recipe.plan_opts}>"
         )
 
 
@@ -445,12 +343,12 @@ class EpochDataset(Dataset):  # type: ignore[type-arg]
         if self._view is None or self._view[0] != pid:
             s = self.dataset._sampler(False)
             s.prefetch = 0
-            s.load_plan_state(self.dataset._ranks().stream.start_state(self.epoch))
+            s.load_plan_state(self.dataset._position.epoch_start(self.epoch))
             self._view = (pid, s.epoch_view(self.epoch))
         return self._view[1]
 
     def __len__(self) -> int:
-        return self.dataset._ranks().remaining(self.epoch, 0)
+        return self.dataset._position.epoch_length(self.epoch)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return _to_tensors(self._get()[i])
@@ -499,18 +397,19 @@ class WindowLoader(DataLoader):  # type: ignore[type-arg]
         the passes since :meth:`reset_stats` (or the dataset's own with
         ``num_workers=0``).
         """
-        ds: WindowDataset = self.dataset  # type: ignore[assignment]
-        here = self._recorder.snapshot()
-        there = ds.stats() if self.num_workers == 0 else (ds._board.total() if ds._board is not None else LoaderStats())
-        for name in ("read_seconds", *COUNTERS):
-            setattr(here, name, getattr(there, name) - getattr(self._stats_base, name))
-        return here
+        return with_reading(self._recorder.snapshot(), self._reading(), self._stats_base)
 
     def reset_stats(self) -> None:
         """Count from zero."""
-        ds: WindowDataset = self.dataset  # type: ignore[assignment]
         self._recorder.reset()
-        self._stats_base = ds.stats() if self.num_workers == 0 else (ds._board.total() if ds._board is not None else LoaderStats())
+        self._stats_base = self._reading()
+
+    def _reading(self) -> LoaderStats:
+        """The reading statistics now: the dataset's own with ``num_workers=0``, else the workers' sum."""
+        ds: WindowDataset = self.dataset  # type: ignore[assignment]
+        if self.num_workers == 0:
+            return ds.stats()
+        return ds._board.total() if ds._board is not None else LoaderStats()
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         return self._recorder.delivered(self._iterate())
@@ -523,16 +422,12 @@ class WindowLoader(DataLoader):  # type: ignore[type-arg]
         if ds._board is None or ds._board.workers != self.num_workers:
             ds._board = StatsBoard(self.num_workers, self.multiprocessing_context)
             self._stats_base = LoaderStats()
-        ds._resolve()
-        lp = _LoaderPass(ds._state)  # where the workers start (they are started below)
-        ds._pass = lp
+        pos = ds._position
+        lp = pos.begin_pass()  # where the workers start (they are started below)
         for batch in super().__iter__():
-            if ds._pass is lp:  # (not moved by load_state_dict / set_epoch meanwhile)
-                lp.delivered += 1
+            pos.count(lp)  # (not if load_state_dict / set_epoch moved the position meanwhile)
             yield batch
-        if ds._pass is lp:
-            lp.ended = True
-            ds._resolve()
+        pos.end_pass(lp)
 
     def state_dict(self) -> dict[str, Any]:
         """The dataset's :meth:`WindowDataset.state_dict`."""
