@@ -225,11 +225,15 @@ class Requests:
 
         from .exceptions import CorpusError
 
-        if self._closed:
-            getattr(coro, "close", lambda: None)()
-            raise CorpusError(f"cannot read from {self.url_of('')}: the reader is closed")
-        fut = asyncio.run_coroutine_threadsafe(coro, _get_loop())
+        loop = _get_loop()
+        # Scheduled and recorded under the lock: the coroutine may send its first request before
+        # ``run_coroutine_threadsafe`` returns, and an interrupt() or close() seeing that request
+        # must find the future to cancel.
         with self._lock:
+            if self._closed:
+                getattr(coro, "close", lambda: None)()
+                raise CorpusError(f"cannot read from {self.url_of('')}: the reader is closed")
+            fut = asyncio.run_coroutine_threadsafe(coro, loop)
             self._futures[fut] = threading.get_ident()
         try:
             return fut.result()
@@ -251,7 +255,8 @@ class Requests:
 
     def close(self) -> None:
         """Cancel every request in flight (their callers raise at once) and refuse new ones."""
-        self._closed = True
+        with self._lock:
+            self._closed = True
         self.interrupt()
 
     async def call(self, key: str, attempt: Callable[[], Awaitable[Any]], weight: int = 1, count: int | None = None) -> Any:
