@@ -404,6 +404,33 @@ class ArrayReader:
         a.flags.writeable = False
         return a
 
+    def decode_mapped(self, c: int, index: np.ndarray, mapped: tuple[memoryview, int], out: np.ndarray, out_address: int) -> bool:
+        """Decode row chunk ``c`` from its shard mapped in memory (``(view, address)``, see
+        :meth:`zarrmux.local_io.LocalIO.mapping`) into ``out`` at ``out_address``, given the shard's index.
+
+        The checks of :meth:`chunk_range` and :meth:`check_crc`, with no slice
+        made for a chunk already checked.  ``False`` (nothing written) for a
+        chunk absent from its shard.  Raises :class:`ChunkFault`.
+        """
+        where = self.chunk_range(index, c)
+        if where is None:
+            return False
+        view, base = mapped
+        off, nb = where
+        if off + nb > len(view):
+            raise self.fault(c, f"truncated: read {max(0, len(view) - off)} of {nb} bytes at offset {off}")
+        codecs = self.codecs
+        assert codecs is not None
+        if codecs.crc:
+            if not self.verified[c >> 3] & (1 << (c & 7)):
+                self.check_crc(view[off : off + nb], c)
+            nb -= fmt.CRC_BYTES
+        try:
+            fmt.decode_mapped(codecs, view, off, nb, base, out, out_address)
+        except fmt.FormatError as exc:
+            raise self.fault(c, str(exc)) from None
+        return True
+
     def decode_to(self, raw: Any, c: int, out: np.ndarray, src_address: int | None = None, out_address: int | None = None) -> None:
         """:meth:`decode_into` without making the chunk an array; the addresses as in :func:`shard_format.decode_chunk`."""
         assert self.codecs is not None

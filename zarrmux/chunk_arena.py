@@ -34,13 +34,18 @@ import numpy as np
 from . import _forksafe
 from .array_reader import ArrayReader
 from .local_io import LocalIO
-from .chunk_loader import fetch_stored, load_indexes
+from .chunk_loader import fetch_stored
 
 __all__ = ["ChunkArena", "slots_for"]
 
 
 #: slots of an arena whatever the budget (a batch of 32 windows touches up to ~40 chunks of a key)
 MIN_SLOTS = 128
+
+
+#: shards whose index and mapping an arena of local shards keeps at hand (at most 16 KiB of index
+#: each for 1,024 chunks per shard); beyond it the table starts again empty
+MAX_SHARDS_HELD = 256
 
 
 def slots_for(budget: int, reader: ArrayReader) -> int:
@@ -81,6 +86,8 @@ class ChunkArena:
         #: chunks are all there is copied out with no claim, then kept only if no slot was reused meanwhile
         self._ready_slot = np.zeros(reader.n_chunks, dtype=np.int32)
         self._evictions = 0  #: slots given to other chunks so far
+        #: shard -> (its index, its mapped file) for local shards: looked up once per shard, not per batch
+        self._shards: dict[int, tuple[np.ndarray, tuple[memoryview, int]]] = {}
         self._arange = np.arange(0, dtype=np.int64)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -90,27 +97,33 @@ class ChunkArena:
         self.misses = 0
 
     # ------------------------------------------------------------------ slots
-    def _claim(self, chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """Pin slots for the distinct ``chunks``: ``(slots, mine)``, ``mine`` marking the slots this call must fill.
+    def _claim(self, chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, bool] | None:
+        """Pin slots for the distinct ``chunks``: ``(slots, mine, need, pending)``.
 
-        ``None`` when other threads hold too many slots right now: the caller
-        reads its batch another way rather than wait (many threads reading a
-        remote store at once must not queue behind each other's slots).
+        ``mine`` marks the ``need`` slots this call must fill; ``pending``
+        says that some of the other slots were still being filled by another
+        thread (the caller waits for them).  ``None`` when other threads hold
+        too many slots right now: the caller reads its batch another way
+        rather than wait (many threads reading a remote store at once must
+        not queue behind each other's slots).
         """
         k = len(chunks)
         with self._changed:
             slots = self._slot_of[chunks] - 1
             held = slots >= 0
-            need = k - int(held.sum())
-            self._pins[slots[held]] += 1  # our hits first, so they are not taken for our misses
-            free = None
-            if need:
-                free = chunks[~held] if self.resident else self._victims(need)
-                if free is None:
-                    self._pins[slots[held]] -= 1
-                    return None
+            need = k - int(np.count_nonzero(held))
+            pending = False
+            if need < k:
+                ours = slots[held]
+                self._pins[ours] += 1  # our hits first, so they are not taken for our misses
+                pending = bool(k - need - np.count_nonzero(self._ready[ours]))
             mine = ~held
-            if free is not None:
+            if need:
+                free = chunks[mine] if self.resident else self._victims(need)
+                if free is None:
+                    if need < k:
+                        self._pins[ours] -= 1
+                    return None
                 old = self._chunk_in[free]
                 gone = old[old >= 0]
                 if len(gone):
@@ -124,7 +137,7 @@ class ChunkArena:
                 self._pins[free] += 1
                 slots[mine] = free
                 self.misses += need
-        return slots, mine
+        return slots, mine, need, pending
 
     def _victims(self, need: int) -> np.ndarray | None:
         """``need`` unpinned slots, the next ones in ring order (first in, first out); None if too few."""
@@ -182,29 +195,32 @@ class ChunkArena:
         r = self.reader
         cps, nbytes = r.chunks_per_shard, r.chunk_nbytes
         chunk_list = chunks.tolist()
-        indexes = load_indexes({r: chunk_list})
         memory, memory_at = self.memory, self.memory.ctypes.data
+        shards = self._shards
         shard = -1
         index: np.ndarray = np.zeros((0, 2), dtype=np.uint64)
         mapped: tuple[memoryview, int] | None = None
         for c, slot in zip(chunk_list, slots.tolist()):  # in chunk order: a shard's chunks come together
             if c // cps != shard:
                 shard = c // cps
-                got = indexes.get((r.uid, shard))
-                index = got if got is not None else r.load_index(shard)  # evicted meanwhile: read it again
-                mapped = r.io.mapping(r.object_key(shard))  # None: no such object (all its chunks absent?)
-            where = r.chunk_range(index, c)
-            if where is None:
-                memory[slot] = r.fill_chunk().reshape(-1).view(np.uint8)
-                continue
+                got = shards.get(shard)
+                if got is None:
+                    cached = r.cached_index(shard)
+                    index = cached if cached is not None else r.load_index(shard)
+                    mapped = r.io.mapping(r.object_key(shard))  # None: no such object (all its chunks absent?)
+                    if mapped is not None:
+                        if len(shards) >= MAX_SHARDS_HELD:
+                            shards.clear()
+                        shards[shard] = (index, mapped)
+                else:
+                    index, mapped = got
             if mapped is None:
+                if r.chunk_range(index, c) is None:
+                    memory[slot] = r.fill_chunk().reshape(-1).view(np.uint8)
+                    continue
                 raise r.fault(c, "shard object disappeared after its index was read")
-            view, base = mapped
-            off, nb = where
-            raw = view[off : off + nb]
-            if len(raw) != nb:
-                raise r.fault(c, f"truncated: read {len(raw)} of {nb} bytes at offset {off}")
-            r.decode_to(raw, c, memory[slot], base + off, memory_at + slot * nbytes)
+            if not r.decode_mapped(c, index, mapped, memory[slot], memory_at + slot * nbytes):
+                memory[slot] = r.fill_chunk().reshape(-1).view(np.uint8)
 
     def _decode(self, jobs: list[tuple[int, int, Any]]) -> None:
         r = self.reader
@@ -213,6 +229,13 @@ class ChunkArena:
                 self.memory[s] = r.fill_chunk().reshape(-1).view(np.uint8)
             else:
                 r.decode_into(raw, c, self.memory[s])
+
+    def _wait_ready(self, slots: np.ndarray, chunks: np.ndarray) -> bool:
+        """Wait until other threads have filled ``slots``; ``False`` if one of them gave its chunk up."""
+        with self._changed:
+            while not self._ready[slots].all():
+                self._changed.wait()
+        return bool((self._chunk_in[slots] == chunks).all())  # pinned: the table cannot change under us
 
     # ------------------------------------------------------------------ reading
     def _steps(self, n: int) -> np.ndarray:
@@ -247,24 +270,23 @@ class ChunkArena:
                 out = out.view(r.store_dtype).reshape(len(rows), n, *r.trailing)
                 return out if out.dtype == r.dtype else out.astype(r.dtype)
         # a window of at most cr + 1 rows lies in its first and last chunk
-        ends = np.concatenate((g, g + (n - 1))) // cr if n <= cr + 1 else chunk.ravel()
-        chunks = np.unique(ends)
+        ends = np.concatenate((g, g + (n - 1))) // cr if n <= cr + 1 else chunk.flatten()  # a copy: sorted in place below
+        ends.sort()
+        chunks = ends[np.concatenate(((True,), ends[1:] != ends[:-1]))]  # np.unique, a few times cheaper here
         if 2 * len(chunks) > self.n_slots and not self.resident:
             return None
         while True:
             claimed = self._claim(chunks)
             if claimed is None:
                 return None
-            slots, mine = claimed
-            self.hits += len(rows) + int(np.count_nonzero(chunk[:, 0] != chunk[:, -1])) - int(np.count_nonzero(mine))
+            slots, mine, need, pending = claimed
+            self.hits += len(rows) + int(np.count_nonzero(chunk[:, 0] != chunk[:, -1])) - need
             try:
-                if mine.any():
+                if need:
                     self._fill(chunks[mine], slots[mine])
-                if not self._ready[slots].all():
-                    with self._changed:
-                        while not self._ready[slots].all():
-                            self._changed.wait()
-                if (self._chunk_in[slots] == chunks).all():  # pinned: the table cannot change under us
+                # Slots filled by this call, or ready when pinned, cannot change under the pin; a slot
+                # another thread was filling may have been given up by that thread if its load failed.
+                if not pending or self._wait_ready(slots, chunks):
                     at = (self._slot_of[chunk] - 1) * cr + (rows - chunk * cr)
                     out = self._row_items[at]
                     break
