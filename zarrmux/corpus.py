@@ -9,7 +9,8 @@ others (a group whose arrays share their leading axis is one entry, a group
 of such groups a corpus).
 
 All reads go through :meth:`Corpus.read_windows`, which sends each key of a
-whole batch to one reader (:mod:`zarrmux.key_readers`): a key of a zarrmux
+whole batch to one reader (:mod:`zarrmux.window_reads`; the readers are
+chosen on open by :mod:`zarrmux.key_readers`): a key of a zarrmux
 corpus stored uncompressed in local files is gathered straight from its
 memory-mapped shards (:mod:`zarrmux.exact_windows`); any other key of a
 zarrmux corpus is decoded into its chunk arena, bounded by ``cache_bytes``
@@ -68,24 +69,19 @@ from . import index_checks, layout
 from .array_reader import ArrayReader
 from .byte_io import make_io
 from .chunk_cache import DEFAULT_CACHE_BYTES, ChunkCache
-from .chunk_fault import ChunkFault
-from .chunk_loader import load_chunks
 from .entry_checksum import checksum_arrays
 from .entry_tables import open_tables
 from .entry_view import Entry, LazyArray
-from .exceptions import ClosedError, ConfigError, CorpusError, DataError, UnknownKeyError
+from .exceptions import ClosedError, CorpusError, DataError, UnknownKeyError
 from .key_readers import key_readers
 from .params import check_choice, check_int
-from .read_faults import fault_error
 from .stores import BACKENDS, is_remote, open_root
+from .window_reads import WindowReads
 
 #: what is worth knowing but not an error
 log = logging.getLogger("zarrmux")
 
 __all__ = ["open_corpus", "is_remote", "Corpus", "Entry", "LazyArray", "UnknownKeyError", "DEFAULT_CACHE_BYTES"]
-
-
-
 
 
 def open_corpus(
@@ -242,18 +238,15 @@ class Corpus:
         self._stored_at = t.stored_at
         self._names = t.names
         self._rows = t.rows
-        self._last_starts_memo: tuple[int, np.ndarray] | None = None
         self._keys = t.keys
         self._readers = t.readers
-        self._uids = [r.uid for r in t.readers]
         self._rid = t.rid
         self._off = t.off
-        self._chunk_rows = np.array([r.chunk_rows for r in t.readers], dtype=np.int64)
         by_key = key_readers(t.keys, t.readers, t.rid, self._cache_bytes, self._exact_remote)
-        self._key_spec = by_key.spec
         self._single = by_key.single
         self._exact = by_key.exact
         self._arena = by_key.arena
+        self._windows = WindowReads(self._target, t, by_key, self._cache)
         self._name_to_pos: dict[str, int] = {}
         for i, nm in enumerate(self._names):
             self._name_to_pos.setdefault(nm, i)
@@ -369,6 +362,7 @@ class Corpus:
                     log.debug("closing the store of corpus %r: %s: %s", self.path, type(exc).__name__, exc)
                 self._readers = []
                 self._arena, self._exact = {}, {}
+                del self._windows  # it holds the readers, arenas and mappings too
             self._loaded = False
             self._closed = True
 
@@ -428,107 +422,7 @@ class Corpus:
             wrote (a deleted shard, a 404); names the entry, key and stored object.
         """
         self._load()
-        sel = self._select(keys)
-        ent = np.asarray(entries, dtype=np.int64).reshape(-1)
-        st = np.asarray(starts, dtype=np.int64).reshape(-1)
-        if ent.shape != st.shape:
-            raise ConfigError(f"entries ({ent.shape[0]}) and starts ({st.shape[0]}) must have the same length")
-        n = check_int("n", n, minimum=1)
-        if len(ent):  # few numpy calls: this runs for every batch
-            ne = len(self._names)
-            try:  # as unsigned, a negative position is out of range too
-                last = self._last_starts(n)[ent.view(np.uint64)]
-            except IndexError:
-                i = int(np.argmax((ent < 0) | (ent >= ne)))
-                raise IndexError(f"entry position {int(ent[i])} (window {i}) out of range for a corpus of {ne} entries") from None
-            if np.count_nonzero((st | (last - st)) < 0):  # st < 0 or st > last
-                rows = self._rows[ent]
-                i = int(np.argmax((st < 0) | (st + n > rows)))
-                e = int(ent[i])
-                raise IndexError(
-                    f"window {i}: rows {int(st[i])}:{int(st[i]) + n} of entry {self._names[e]!r} (position {e}) "
-                    f"fall outside its {int(rows[i])} rows"
-                )
-        out: dict[str, np.ndarray] = {}
-        chunked: list[str] = []
-        for k in sel:
-            exact = self._exact.get(k)
-            reader_of_key = exact if exact is not None and exact.enabled else self._arena.get(k)
-            if reader_of_key is not None:
-                try:
-                    got = reader_of_key.read(self._off[k][ent] + st, n)
-                except ChunkFault as fault:
-                    raise self._data_error(fault, sel, ent, st, n) from fault
-                if got is not None:
-                    out[k] = got
-                    continue
-            chunked.append(k)
-        if chunked:
-            self._read_chunked(chunked, ent, st, n, out)
-        return {k: out[k] for k in sel}
-
-    def _read_chunked(self, sel: Sequence[str], ent: np.ndarray, st: np.ndarray, n: int, out: dict[str, np.ndarray]) -> None:
-        """Windows of the keys ``sel`` through decoded chunks (one :func:`load_chunks` call for all of them)."""
-        readers = self._readers
-        plans = []
-        wanted: list[tuple[ArrayReader, int]] = []
-        for k in sel:
-            rid = self._rid[k][ent]
-            g = self._off[k][ent] + st
-            cr = self._chunk_rows[rid]
-            c0 = g // cr
-            c1 = (g + (n - 1)) // cr
-            rid_l, g_l, cr_l, c0_l, c1_l = rid.tolist(), g.tolist(), cr.tolist(), c0.tolist(), c1.tolist()
-            single = self._single[k]
-            if single is not None:  # one array: the chunk numbers say it all
-                spans = [c0] + [np.arange(a + 1, z + 1) for a, z in zip(c0_l, c1_l) if z != a]
-                wanted.extend((single, c) for c in np.unique(np.concatenate(spans)).tolist())
-            else:
-                needed: set[tuple[int, int]] = set()
-                for r, a, z in zip(rid_l, c0_l, c1_l):
-                    for c in range(a, z + 1):
-                        needed.add((r, c))
-                wanted.extend((readers[r], c) for r, c in needed)
-            plans.append((k, rid_l, g_l, cr_l, c0_l, c1_l))
-        try:
-            chunks = load_chunks(wanted, self._cache)
-        except ChunkFault as fault:
-            raise self._data_error(fault, sel, ent, st, n) from fault
-        B = len(ent)
-        for k, rid_l, g_l, cr_l, c0_l, c1_l in plans:
-            spec = self._key_spec[k]
-            if spec is None:
-                specs = {(readers[r].dtype, readers[r].trailing) for r in set(rid_l)}
-                if len(specs) > 1:
-                    raise ValueError(f"key {k!r} has different dtypes or row shapes across the requested entries")
-                r0 = readers[rid_l[0]] if rid_l else readers[int(self._rid[k][0])]
-                spec = (r0.dtype, r0.trailing)
-            dtype, trailing = spec
-            res = np.empty((B, n, *trailing), dtype=dtype)
-            uids = self._uids
-            for b, (r, gb, crb, a, z) in enumerate(zip(rid_l, g_l, cr_l, c0_l, c1_l)):
-                uid = uids[r]
-                if a == z:
-                    lo = gb - a * crb
-                    res[b] = chunks[(uid, a)][lo : lo + n]
-                    continue
-                end = gb + n
-                for c in range(a, z + 1):
-                    base = c * crb
-                    lo = gb if gb > base else base
-                    hi = end if end < base + crb else base + crb
-                    res[b, lo - gb : hi - gb] = chunks[(uid, c)][lo - base : hi - base]
-            out[k] = res
-
-    def _last_starts(self, n: int) -> np.ndarray:
-        """Per entry, the last start of a window of ``n`` rows (negative: none fits); kept for the last ``n``."""
-        memo = self._last_starts_memo
-        if memo is None or memo[0] != n:
-            memo = self._last_starts_memo = (n, self._rows - n)
-        return memo[1]
-
-    def _data_error(self, fault: ChunkFault, sel: Sequence[str], ent: np.ndarray, st: np.ndarray, n: int) -> DataError:
-        return fault_error(fault, self.path, self._names, self._readers, self._rid, self._off, sel, ent, st, n)
+        return self._windows.read(entries, starts, n, self._select(keys))
 
     def check_keys(self, keys: Sequence[str] | str | None) -> tuple[str, ...] | None:
         """``keys`` as a tuple (``None`` stays ``None``: every key), each checked to be a key read.
