@@ -1,7 +1,7 @@
-"""Benchmark of issues 5 (point 7) and 13: latency hiding with both remote readers against real
+"""Benchmark of remote reading: latency hiding with both remote readers against real
 servers, servers without Range, and Dask LocalCluster vs in-process threads.
 
-Part 0 (issue 13), the remote matrix: a corpus of 64 entries of ``X`` float32
+Part 0, the remote matrix: a corpus of 64 entries of ``X`` float32
 ``(U[5000, 20000], 32)`` (full precision, so ``--codec auto`` stores it
 uncompressed) and ``Y`` int64, served over loopback by a server in another
 process that waits ``--delay`` (20 ms) before every answer:

@@ -4,10 +4,10 @@ Two workloads, both with 64 streams, ``n_active=32``, ``rate=16``, binomial
 quotas, ``buffer_stream`` batches of ``--batch`` (32), the same seed for both
 libraries and the same sequences (every batch compared, in an untimed pass):
 
-``tiny`` (issue 2)
+``tiny``
     Items ``{'X': (16, 8) float32, 'Y': (16,) int64}`` prepared in memory; the
     streams cycle through them.  Measures the mux and the batching alone.
-``windows`` (issue 14)
+``windows``
     What a pescador user writes: 64 generators, each over its own
     ``(2000, 128)`` float32 ``X`` and ``(2000,)`` int64 ``Y``, with a
     ``np.random.RandomState(seed)`` made at activation and one ``randint`` per
@@ -161,7 +161,7 @@ def main() -> None:
         ITEMS[:] = make_items(N_STREAMS, 64, (16, 8))
         check("tiny")
         r = medians(args.repeats, {n: (lambda s, lib=lib: timed(lib, "tiny", args.samples, args.batch, s)) for n, lib in libs.items()})
-        print("tiny: items {'X': (16, 8) float32, 'Y': (16,) int64} in memory (issue 2); same batches: checked")
+        print("tiny: items {'X': (16, 8) float32, 'Y': (16,) int64} in memory; same batches: checked")
         p = report("pescador", r["pescador"])
         report("zarrmux", r["zarrmux"], p)
 
@@ -176,7 +176,7 @@ def main() -> None:
         fns["floor"] = lambda s: floor(args.samples, args.batch, s)
         r = medians(args.repeats, fns)
         print(f"windows: generators of {WINDOW}-row windows of ({ROWS}, {DIM}) float32 + ({ROWS},) int64, "
-              "RandomState per activation, randint per window (issue 14); same batches: checked")
+              "RandomState per activation, randint per window; same batches: checked")
         p = report("pescador", r["pescador"])
         z = report("zarrmux", r["zarrmux"], p)
         print(f"limit: the same mux and batching over {WINDOW}x{DIM} windows already in memory")

@@ -1,6 +1,6 @@
 """Micro-benchmark of the corpus read path: ``Corpus.read_windows`` vs zarr-python slicing.
 
-Workload (issue 4's benchmark corpus): 64 entries of ``X`` float32
+Workload (the corpus of ``tools/bench_sampler.py``): 64 entries of ``X`` float32
 ``(U[5000, 20000], 128)`` and ``Y`` int64, converted with the default codec
 and chunking; batches of 32 random 16-row windows.  Measured, in one run:
 

@@ -109,7 +109,7 @@ def written_whole(meta: layout.CorpusMeta, key: str, reader: ArrayReader) -> boo
     encoder writes (:func:`zarrmux.shard_format.shard_encoder`; zarr-python,
     which writes the others, leaves all-fill chunks out).  False for fixtures
     of :func:`zarrmux.testing.write_corpus` (no codec recorded: written through
-    zarr-python) and for corpora written before per-key codecs: there a
+    zarr-python) and for corpora whose metadata records no per-key codec: there a
     missing chunk reads as the fill value, as in any Zarr array.  An explicit
     ``meta.extra[COMPLETE_FLAG]`` overrides the rule.
     """

@@ -4,7 +4,7 @@ Inner chunks are ``bytes`` (little-endian), then blosc (``lz4`` or ``zstd``,
 byte shuffle, ``typesize`` = itemsize) unless the key is stored uncompressed
 (``none``), then a ``crc32c`` (see :func:`make_compressors`).  Each key has
 its own codec, recorded in :attr:`zarrmux.layout.KeySpec.codec`; a key
-without one (corpora written before per-key codecs) uses
+without one (metadata that records no per-key codec) uses
 :attr:`zarrmux.layout.CorpusMeta.codec`.
 
 ``codec='auto'`` (the default of :func:`zarrmux.convert`) chooses per key:
@@ -73,7 +73,7 @@ def make_compressors(codec: str, level: int | None, itemsize: int) -> tuple[Any,
 
     The crc32c (4 bytes per inner chunk) lets readers refuse a corrupt chunk
     instead of decoding garbage; blosc frames carry no checksum of their own.
-    Corpora written before it was added have no crc32c and read as before.
+    A key whose chain has no crc32c is read without that check.
 
     Parameters
     ----------

@@ -48,7 +48,7 @@ Codecs
 ------
 Inner chunks are ``bytes`` (little-endian), then blosc or nothing, then a
 ``crc32c``.  Each key has its own codec, recorded in :attr:`KeySpec.codec`; a
-key without one (corpora written before per-key codecs) uses
+key without one (metadata that records no per-key codec) uses
 :attr:`CorpusMeta.codec`.  The codecs, their chains and how ``codec='auto'``
 chooses: :mod:`zarrmux.key_codecs`.  Chunk and shard sizes:
 :mod:`zarrmux.chunking`.
@@ -144,8 +144,8 @@ INDEX_CHUNK = 1 << 17  # entries per index chunk: one object per 131072 entries
 class KeySpec:
     """What every entry stores under one key, and how.
 
-    ``codec`` and ``lz4_ratio`` are optional (corpora written before per-key
-    codecs have neither): a key without a codec uses :attr:`CorpusMeta.codec`
+    ``codec`` and ``lz4_ratio`` are optional (metadata that records no per-key
+    codec has neither): a key without a codec uses :attr:`CorpusMeta.codec`
     (see :meth:`CorpusMeta.key_codec`).
     """
 

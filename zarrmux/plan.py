@@ -4,7 +4,7 @@ A :class:`WindowPlan` turns a corpus's row counts into a sequence of *blocks*
 (one block = one batch of up to ``batch_size`` windows, as two int64 arrays
 ``entries`` and ``starts``).  Reading the windows is somebody else's job
 (:mod:`zarrmux.sampler`), so the same plan drives a reader in the consumer's
-thread, in background threads or (later) on Dask workers, and the sequence of
+thread, in background threads or on Dask workers, and the sequence of
 windows never depends on how it is read.
 
 Modes
