@@ -121,6 +121,29 @@ def test_server_without_range_each_object_fetched_once(
     assert c._io.stats["whole_objects"] == n_objects and again._io.stats["whole_objects"] == 0
 
 
+@pytest.mark.parametrize("server", [("--no-range",), ()], indirect=True)
+def test_default_prefetch_reads_ahead_while_requests_are_sent_then_inline(
+    server: Server, corpus_dir: tuple[Path, dict], backend: str, settings: None
+) -> None:
+    # the reads send requests until every object they need is held: a server without Range sends
+    # each whole object once, and a corpus this small fits in the chunk cache once read
+    c = open_corpus(f"{server.base}/c.zarr", backend=backend)
+    with WindowSampler(c, N, batch_size=8, n_active=4, rate=4, seed=3, max_iter=400) as s:
+        assert s.prefetch == 32
+        got = [b for b in s]
+        st = s.prefetch_stats
+    assert st is not None and st.batches_ahead >= 1  # the first reads fetch: read ahead
+    assert st.batches_inline >= 200 and not st.ahead and not st.fetching  # then nothing to wait for: inline
+    requests = c.io_counters()["requests"]
+    with WindowSampler(c, N, batch_size=8, n_active=4, rate=4, seed=3, max_iter=400, prefetch=0) as s0:
+        ref = [b for b in s0]
+    assert c.io_counters()["requests"] == requests  # the second pass was served from what was held
+    assert len(got) == len(ref) == 400
+    for x, y in zip(got, ref):
+        for k in x:
+            np.testing.assert_array_equal(x[k], y[k])
+
+
 @pytest.mark.parametrize("server", [("--no-range",)], indirect=True)
 def test_server_without_range_cache_in_a_directory_is_bounded(
     server: Server, corpus_dir: tuple[Path, dict], backend: str, settings: None, tmp_path: Path

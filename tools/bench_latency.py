@@ -166,7 +166,7 @@ def timed(url: str, backend: str, seconds: float, seed: int, exact: bool, **kw: 
     corpus = zarrmux.open_corpus(url, backend=backend, exact_remote=exact)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        s = WindowSampler(corpus, N, batch_size=BATCH, n_active=N_ACTIVE, rate=RATE, seed=seed, **kw)
+        s = WindowSampler(corpus, N, batch_size=BATCH, n_active=N_ACTIVE, rate=RATE, seed=seed, epochs=None, **kw)  # runs ``seconds``
     io = corpus._io
     r0, b0 = io.stats["requests"], io.stats["bytes"]
     try:

@@ -23,9 +23,18 @@ while ``consume`` is more than half of ``read``, and in the consumer's
 thread once it falls below a quarter of it (the gap avoids flapping).
 Waiting for the disk is not a reason to run ahead: :mod:`zarrmux.exact_windows`
 maps the shards a batch needs concurrently, so cold reads overlap anyway
-(and in a background thread, waiting for the GIL would look the same).  It starts in the consumer's thread.  Switching never reorders:
-batches already submitted are taken first.  So the results, and their order,
-are the same whatever it decides.
+(and in a background thread, waiting for the GIL would look the same).  It starts in the consumer's thread.
+
+Waiting for the network is: given ``sends`` (a count of requests sent to a
+remote store so far), it also reads ahead while reads send requests, from
+the start, and comes back to the consumer's thread once ``depth``
+batches in a row were read without sending any (every byte they needed was
+held already: a small corpus whose chunks all fit in memory, or a server
+without Range whose objects were downloaded whole).  There background
+threads would only add their hand-off to CPU work.
+
+Switching never reorders: batches already submitted are taken first.  So the
+results, and their order, are the same whatever it decides.
 """
 
 from __future__ import annotations
@@ -60,16 +69,18 @@ class AdaptiveStats:
         self.read = 0.0  #: wall time of one read
         self.consume = 0.0  #: consumer's time between batches
         self.ahead = False  #: reading ahead in background threads now
+        self.fetching = False  #: recent reads sent requests (only with ``sends``)
         self.switches = 0  #: times it changed its mind
         self.batches_ahead = 0  #: results read by background threads
         self.batches_inline = 0  #: results read in the consumer's thread
 
     def decide(self) -> bool:
         """Whether to read ahead from now on."""
-        if not self.read:
-            return self.ahead
-        want = self.consume / self.read
-        ahead = want > _AHEAD if not self.ahead else want >= _BACK
+        if self.read:
+            want = self.consume / self.read
+            ahead = self.fetching or (want > _AHEAD if not self.ahead else want >= _BACK)
+        else:
+            ahead = self.fetching or self.ahead
         if ahead != self.ahead:
             self.switches += 1
             self.ahead = ahead
@@ -93,6 +104,7 @@ def adaptive_map(
     threads: int = 1,
     name: str = "zarrmux-prefetch",
     stats: AdaptiveStats | None = None,
+    sends: Callable[[], int] | None = None,
 ) -> Iterator[tuple[T, R]]:
     """Yield ``(task, fn(task))`` in task order, read ahead only when it pays (see the module docstring).
 
@@ -108,25 +120,40 @@ def adaptive_map(
         Background threads (at most ``depth`` are useful).
     stats : AdaptiveStats, optional
         Receives the timings and decisions, for inspection.
+    sends : callable, optional
+        Requests sent to a remote store so far (a count that only grows),
+        read in the consumer's thread once per batch: reads that send
+        requests wait for the network, so they are read ahead.
     """
     if depth < 1:
         raise PescadorError(f"depth={depth!r} must be >= 1")
-    return _adaptive(fn, iter(tasks), depth, max(1, min(threads, depth)), name, stats or AdaptiveStats())
+    st = stats or AdaptiveStats()
+    return _adaptive(fn, iter(tasks), depth, max(1, min(threads, depth)), name, st, sends)
 
 
-def _adaptive(fn: Callable[[T], R], it: Iterator[T], depth: int, threads: int, name: str, st: AdaptiveStats) -> Iterator[tuple[T, R]]:
+def _adaptive(
+    fn: Callable[[T], R], it: Iterator[T], depth: int, threads: int, name: str, st: AdaptiveStats, sends: Callable[[], int] | None
+) -> Iterator[tuple[T, R]]:
     # The inline path is the common one on local data (a consumer that takes batches as fast as
     # they come): it costs three clock reads and a little float arithmetic per batch, and no call
-    # it can do without, so the defaults stay within noise of ``prefetch=0`` (``tools/bench_sampler.py``).
+    # it can do without, so the defaults stay within noise of ``prefetch=0`` (tools/bench_prefetch.py).
     clock = time.perf_counter
     pool: ThreadPool | None = None
     pending: collections.deque[tuple[T, Future]] = collections.deque()
     handed = 0.0  # when the consumer got its last batch
+    sent = 0 if sends is None else sends()
+    st.fetching = sends is not None  # a remote store's first reads fetch
+    quiet = 0  # batches in a row during which no request was sent
     try:
         while True:
             if handed:
                 st.consume += _ALPHA * (clock() - handed - st.consume)
-            if (st.decide() if st.read else st.ahead):
+            if sends is not None:
+                now = sends()
+                quiet = 0 if now != sent else quiet + 1
+                sent = now
+                st.fetching = quiet < depth
+            if st.decide():
                 if pool is None:
                     pool = ThreadPool(_timed(fn), threads, name)
                 for task in itertools.islice(it, depth - len(pending)):
@@ -135,6 +162,9 @@ def _adaptive(fn: Callable[[T], R], it: Iterator[T], depth: int, threads: int, n
                 task, fut = pending.popleft()
                 result, wall = fut.result()
                 del fut
+                if st.ahead:  # keep ``depth`` in flight while the consumer works
+                    for nxt in itertools.islice(it, 1):
+                        pending.append((nxt, pool.submit(nxt)))  # type: ignore[union-attr]
                 st.batches_ahead += 1
             else:
                 nxt = next(it, _END)

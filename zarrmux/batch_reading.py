@@ -7,10 +7,13 @@ depend on how they were read.  :func:`read_in_order` chooses how a sequence
 of planned batches is read ahead of the consumer:
 
 * ``prefetch=0``: in the consumer's thread, one at a time;
-* a remote store: always ahead, many at a time (:func:`zarrmux.prefetch.prefetch_map`),
-  since each read mostly waits for the network;
 * a local corpus: ahead only when the consumer leaves time between batches
-  (:func:`zarrmux.adaptive.adaptive_map`), since its reads are mostly CPU work.
+  (:func:`zarrmux.adaptive.adaptive_map`), since its reads are mostly CPU work;
+* a remote store: the same, and also ahead, many at a time, while reads
+  send requests (they mostly wait for the network); once every byte the
+  reads need is held already (a server without Range whose objects were
+  downloaded whole, a corpus that fits in the chunk cache) they are CPU work
+  again and come back to the consumer's thread.
 
 The defaults (:func:`reading_defaults`) differ for local and remote corpora
 for the same reasons.  Reading on Dask is :mod:`zarrmux.distributed`'s.
@@ -18,13 +21,12 @@ for the same reasons.  Reading on Dask is :mod:`zarrmux.distributed`'s.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .adaptive import AdaptiveStats, adaptive_map
-from .prefetch import prefetch_map
 
 if TYPE_CHECKING:
     from .corpus import Corpus
@@ -86,17 +88,16 @@ class BlockReader:
 
 
 def read_in_order(
-    reader: Any, steps: Iterable[Any], *, prefetch: int, threads: int, remote: bool
+    reader: Any, steps: Iterable[Any], *, prefetch: int, threads: int, sends: Callable[[], int] | None = None
 ) -> tuple[Iterator[tuple[Any, dict[str, np.ndarray]]], AdaptiveStats | None]:
     """``(step, reader(step))`` for each of ``steps``, in order, read as the module docstring says.
 
-    Returns the pairs and, for an adaptive read (local, ``prefetch > 0``),
-    the statistics of what it does (filled in as it runs), else None.
+    ``sends``: for a remote corpus, the count of requests it has sent
+    (see :func:`zarrmux.adaptive.adaptive_map`).  Returns the pairs and, for
+    ``prefetch > 0``, the statistics of what the adaptive read does (filled
+    in as it runs), else None.
     """
     if prefetch == 0:
         return ((step, reader(step)) for step in steps), None
-    if remote:  # reads wait for the network: always run ahead, many at a time
-        return prefetch_map(reader, steps, depth=prefetch, threads=threads, name="zarrmux-sampler"), None
-    # local reads are mostly CPU: run ahead only when the consumer or the disk leaves time for it
     stats = AdaptiveStats()
-    return adaptive_map(reader, steps, depth=prefetch, threads=threads, name="zarrmux-sampler", stats=stats), stats
+    return adaptive_map(reader, steps, depth=prefetch, threads=threads, name="zarrmux-sampler", stats=stats, sends=sends), stats

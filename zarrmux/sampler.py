@@ -94,12 +94,13 @@ class WindowSampler:
         thread.  Default :data:`DEFAULT_PREFETCH` (4), or
         :data:`DEFAULT_REMOTE_PREFETCH` (32) for a remote store (a URL other
         than ``file://``, or a store object other than a ``LocalStore``).
-        For a local corpus prefetch adapts (:mod:`zarrmux.adaptive`): it
-        reads in the consumer's thread while the consumer takes batches as
-        fast as they come, and runs ahead only when the consumer works
-        between batches, so it is never slower than ``prefetch=0``
-        (``tools/bench_sampler.py`` compares them); :attr:`prefetch_stats`
-        tells what it did.  With ``scheduler``: Dask tasks in flight
+        Prefetch adapts (:mod:`zarrmux.adaptive`): it reads in the
+        consumer's thread while the consumer takes batches as fast as they
+        come, and runs ahead when the consumer works between batches or,
+        for a remote store, while reads send requests; so it is never
+        slower than ``prefetch=0`` (``tools/bench_sampler.py``,
+        ``tools/bench_prefetch.py`` and ``tools/bench_latency.py`` compare
+        them); :attr:`prefetch_stats` tells what it did.  With ``scheduler``: Dask tasks in flight
         (default 4; 0 counts as 1).
     threads : int > 0 or None
         Reading threads when reading ahead (default 1 for a local corpus,
@@ -384,7 +385,8 @@ class WindowSampler:
                 self._stream = None
         else:
             reader = self._recorder.timed(BlockReader(self.corpus, self.n, self.keys))
-            pairs, stats = read_in_order(reader, steps, prefetch=self.prefetch, threads=self.threads, remote=self._remote)
+            sends = self._requests_sent if self._remote else None
+            pairs, stats = read_in_order(reader, steps, prefetch=self.prefetch, threads=self.threads, sends=sends)
             if stats is not None:
                 self.prefetch_stats = stats
             for step, batch in pairs:
@@ -393,6 +395,9 @@ class WindowSampler:
         # every planned batch was consumed: the pass may have moved on past batches it
         # did not yield (another reader's, an epoch's dropped end); that is where we are
         self._state = cursor.state
+
+    def _requests_sent(self) -> int:
+        return self.corpus.io_counters()["requests"]
 
     # ------------------------------------------------------------------ statistics
     def stats(self) -> LoaderStats:
