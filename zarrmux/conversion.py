@@ -63,6 +63,7 @@ rows of each key, ~32 MiB for the widest key by default) plus one read block.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import sys
 import time
@@ -89,6 +90,8 @@ from .writer_lock import StoreIOError, WriterLock
 
 # ConversionReport: zarrmux/__init__.py exports it lazily from this module
 __all__ = ["convert", "ConversionReport"]
+
+_log = logging.getLogger("zarrmux")
 
 
 def convert(
@@ -401,8 +404,8 @@ def _convert_locked(
     except BaseException:
         try:  # keep the units that did finish, then drop everything uncommitted
             commit_ready(force=True)
-        except Exception:  # noqa: BLE001 - the original error matters more
-            pass
+        except Exception as exc:  # noqa: BLE001 - the original error matters more
+            _log.warning("while stopping, committing the finished entries failed too: %s: %s", type(exc).__name__, exc)
         cleanup(dest, root, created)
         raise
     finally:

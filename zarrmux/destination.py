@@ -18,6 +18,7 @@ leftovers safe.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -39,6 +40,8 @@ __all__ = [
     "stored_bytes",
 ]
 
+_log = logging.getLogger("zarrmux")
+
 #: suffix of the directory a new local corpus is created in before it is renamed into place
 NEW_SUFFIX = ".zarrmux-new-"
 
@@ -54,8 +57,8 @@ def stored_bytes(root: zarr.Group, keys: Sequence[str]) -> int:
     for k in [*keys, *[f"{layout.INDEX_GROUP}/{f}" for f in layout.INDEX_FIELDS]]:
         try:
             total += int(layout.array_at(root, k).nbytes_stored())
-        except Exception:  # noqa: BLE001 - a store that cannot list: report 0
-            pass
+        except Exception as exc:  # noqa: BLE001 - a store that cannot list: report 0
+            _log.debug("stored size of %r unknown (%s: %s): counted as 0", k, type(exc).__name__, exc)
     return total
 
 
@@ -145,8 +148,8 @@ def cleanup(dest: str, root: zarr.Group, created: bool) -> None:
             shutil.rmtree(dest, ignore_errors=True)
         else:
             trim(root, meta)
-    except Exception:  # noqa: BLE001 - cleanup is best effort; the next run trims too
-        pass
+    except Exception as exc:  # noqa: BLE001 - cleanup is best effort; the next run trims too
+        _log.warning("could not clean up %s after the failed run (%s: %s); the next run trims it", dest, type(exc).__name__, exc)
 
 
 def committed_entries(dest: str) -> int | None:

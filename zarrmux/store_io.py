@@ -20,6 +20,7 @@ A subclass reads through another client by overriding the four primitives
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -30,6 +31,8 @@ from .remote_io import RangeNotSupported, Requests
 from .remote_settings import RemoteConfig
 
 __all__ = ["StoreIO", "byte_view", "coalesce", "gather_all"]
+
+_log = logging.getLogger("zarrmux")
 
 
 def coalesce(
@@ -181,8 +184,8 @@ class StoreIO:
         async def size() -> None:
             try:
                 self.sizes[key] = int(await self.requests.call(key, lambda: self.store.getsize(key)))
-            except Exception:  # noqa: BLE001, S110 - the size only bounds the index; reading goes on without it
-                pass
+            except Exception as exc:  # noqa: BLE001 - the size only bounds the index; reading goes on without it
+                _log.debug("size of %s unknown (%s: %s); its index is read without that bound", key, type(exc).__name__, exc)
 
         async def get() -> Any:
             data = self._buf(await self.store.get(key, self._proto, byte_range=self._suffix(length)))
