@@ -232,3 +232,21 @@ def test_shard_format_round_trip_and_errors() -> None:
     assert fmt.split_crc(body + struct.pack("<I", fmt.crc32c(body))) == body
     with pytest.raises(fmt.FormatError, match="crc32c mismatch"):
         fmt.split_crc(body + b"\0\0\0\0")
+
+
+def test_blocks_intact_checks_a_run_of_chunks_in_one_sum() -> None:
+    rng = np.random.default_rng(5)
+    stride, lead = 4 + 1000, 17
+    for count in (1, 2, 9):
+        buf = bytearray(lead + count * stride)
+        for i in range(count):
+            at = lead + i * stride
+            body = rng.integers(0, 256, stride - 4, dtype=np.uint8).tobytes()
+            buf[at : at + stride] = body + struct.pack("<I", fmt.crc32c(body))
+        assert fmt.blocks_intact(buf, lead, count, stride)
+        assert not fmt.blocks_intact(buf, lead, count + 1, stride)  # past the end
+        assert not fmt.blocks_intact(buf, lead - 1, count, stride)  # misaligned
+        for byte in rng.integers(lead, len(buf), 20).tolist():  # any flipped bit, data or crc, in any block
+            bad = bytearray(buf)
+            bad[byte] ^= 1 << int(rng.integers(0, 8))
+            assert not fmt.blocks_intact(bad, lead, count, stride)
