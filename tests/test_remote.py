@@ -3,6 +3,7 @@ flaky servers (5xx, connections cut mid-body), hanging servers (timeout, prompt 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
@@ -315,3 +316,29 @@ def test_bytes_fetched_within_1_5x_of_the_chunks_needed(server: Server, corpus_d
     again = c._io.stats["bytes"]
     c.read_windows(ents, starts, N)  # the indexes are not read again
     assert c._io.stats["bytes"] - again <= 1.5 * need
+
+
+def test_gate_grows_while_answers_are_fast_and_backs_off_when_they_slow(backend: str) -> None:
+    from zarrmux.remote_io import Gate
+
+    async def run() -> None:
+        gate = Gate(4, 40)
+        for _ in range(4):
+            await gate.enter(1)
+        waiting = [asyncio.ensure_future(gate.enter(1)) for _ in range(10)]  # demand beyond the limit
+        await asyncio.sleep(0)
+        for _ in range(3):  # fast answers while requests wait: one more in flight each time
+            await asyncio.sleep(Gate.GROW_EVERY * 1.5)
+            gate.leave(1, True, 0.02)
+            await asyncio.sleep(0)
+        assert gate.limit == 7 and gate.busy == 7 and gate.fastest == 0.02
+        gate.leave(1, True, 0.02 + Gate.SLOW + 0.5)  # much slower than the fastest answer: the server is overrun
+        assert gate.limit == 5 and gate.drops == 1
+        gate.leave(1, True, 5.0)  # held: one drop per HOLD, not a collapse
+        await asyncio.sleep(Gate.GROW_EVERY * 1.5)
+        gate.leave(1, True, 0.02)  # and no growth while held
+        assert gate.limit == 5 and gate.drops == 1
+        for f in waiting:
+            f.cancel()
+
+    asyncio.run(run())

@@ -130,18 +130,33 @@ class Gate:
     """At most ``limit`` units of requests in flight, ``limit`` growing from ``start`` to ``most``.
 
     Lives on one event loop (every call is made from it); a request takes
-    ``weight`` units (an obstore ``get_ranges`` call sends several).
+    ``weight`` units (an obstore ``get_ranges`` call sends several).  The
+    limit grows by one at a time while requests wait and the server answers
+    as fast as it can (within :data:`SLOW` of the fastest answer seen); an
+    answer slower than that means the server is overrun (a full listen
+    backlog: the kernel retries a dropped connection after 1 s; a server
+    thrashing among its threads), and the limit drops by a quarter and holds
+    for :data:`HOLD` seconds.  More requests in flight than a server can take
+    only make every one of them slower.
     """
 
     #: seconds between two raises of the limit (at most 100 new connections a second)
     GROW_EVERY = 0.01
+    #: an answer this much slower than the fastest one means the server is overrun
+    SLOW = 0.5
+    #: seconds without growth after the limit dropped
+    HOLD = 1.0
 
     def __init__(self, start: int, most: int) -> None:
         self.most = max(1, most)
-        self.limit = max(1, min(start, self.most))
+        self.start = max(1, min(start, self.most))
+        self.limit = self.start
         self.busy = 0
         self._waiters: deque[tuple[asyncio.Future, int]] = deque()
         self._grown = 0.0
+        self._held = 0.0  # growth resumes after this time
+        self.fastest = float("inf")  #: seconds of the fastest answer so far
+        self.drops = 0  #: times the limit dropped
 
     async def enter(self, weight: int) -> int:
         w = max(1, min(weight, self.limit))
@@ -164,11 +179,18 @@ class Gate:
             raise
         return w
 
-    def leave(self, weight: int, ok: bool) -> None:
+    def leave(self, weight: int, ok: bool, seconds: float | None = None) -> None:
+        """Give back ``weight`` units; ``ok``: the request was answered, in ``seconds`` if known."""
         self.busy -= weight
-        if ok and self._waiters and self.limit < self.most:
+        if ok:
             now = asyncio.get_running_loop().time()
-            if now - self._grown >= self.GROW_EVERY:  # demand exceeds the limit and the server answers:
+            if seconds is not None:
+                self.fastest = min(self.fastest, seconds)
+                if seconds > self.fastest + self.SLOW and now >= self._held:  # overrun: back off
+                    self.limit = max(self.start, self.limit * 3 // 4)
+                    self._held = now + self.HOLD
+                    self.drops += 1
+            if self._waiters and self.limit < self.most and now >= self._held and now - self._grown >= self.GROW_EVERY:
                 self.limit += 1  # one more connection, a few at a time (a burst overflows a small listen backlog)
                 self._grown = now
         while self._waiters:
@@ -181,7 +203,6 @@ class Gate:
             self._waiters.popleft()
             self.busy += w
             fut.set_result(None)
-
 
 
 class Requests:
@@ -267,10 +288,12 @@ class Requests:
         not transient or outlived its retries.
         """
         cfg = self.config
-        gate = self._gate_for(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        gate = self._gate_for(loop)
         for n_try in range(cfg.retries + 1):
             w = await gate.enter(weight)
             ok = False
+            sent = loop.time()
             try:
                 self.stats["requests"] += weight if count is None else count
                 try:
@@ -300,7 +323,7 @@ class Requests:
                 continue
             finally:
                 if w:
-                    gate.leave(w, ok)
+                    gate.leave(w, ok, loop.time() - sent)
             self.stats["bytes"] += _nbytes(result)
             return result
         raise AssertionError("unreachable")  # pragma: no cover
