@@ -1,8 +1,9 @@
-"""Background execution: ordered bounded prefetch, Prefetcher (thread and process)."""
+"""Background execution: ordered bounded reading ahead (adaptive_map while it reads ahead), Prefetcher (thread and process)."""
 
 from __future__ import annotations
 
 import gc
+import itertools
 import random
 import threading
 import time
@@ -12,7 +13,13 @@ import pytest
 
 import zarrmux
 from zarrmux.exceptions import PescadorError
-from zarrmux.prefetch import Prefetcher, prefetch_map
+from zarrmux.adaptive import adaptive_map
+from zarrmux.prefetch import Prefetcher
+
+
+def ahead(fn, tasks, depth: int, threads: int = 1):  # type: ignore[no-untyped-def]
+    """adaptive_map told that every read sends requests (a remote store): it reads ahead throughout."""
+    return adaptive_map(fn, tasks, depth=depth, threads=threads, sends=itertools.count().__next__)
 
 
 def _ours() -> set[threading.Thread]:
@@ -34,7 +41,7 @@ def failing(n: int) -> Iterator[int]:
     raise ValueError(f"boom after {n}")
 
 
-def test_prefetch_map_keeps_order_and_bounds_inflight() -> None:
+def test_reading_ahead_keeps_order_and_bounds_inflight() -> None:
     before = _ours()
     submitted = []
 
@@ -44,7 +51,7 @@ def test_prefetch_map_keeps_order_and_bounds_inflight() -> None:
             yield i
 
     out = []
-    for task, result in prefetch_map(_jittery_square, tasks(), depth=3, threads=3):
+    for task, result in ahead(_jittery_square, tasks(), depth=3, threads=3):
         # the result being consumed plus at most depth tasks ahead of it
         assert len(submitted) - len(out) <= 3 + 1
         out.append((task, result))
@@ -52,7 +59,7 @@ def test_prefetch_map_keeps_order_and_bounds_inflight() -> None:
     assert _ours() == before
 
 
-def test_prefetch_map_reraises_and_stops() -> None:
+def test_reading_ahead_reraises_and_stops() -> None:
     before = _ours()
 
     def f(x: int) -> int:
@@ -62,20 +69,20 @@ def test_prefetch_map_reraises_and_stops() -> None:
 
     got = []
     with pytest.raises(ValueError, match="task 5 failed"):
-        for _, r in prefetch_map(f, range(100), depth=4, threads=2):
+        for _, r in ahead(f, range(100), depth=4, threads=2):
             got.append(r)
     assert got == [0, 1, 2, 3, 4]
     assert _ours() == before
 
 
-def test_prefetch_map_stops_on_close_and_gc() -> None:
+def test_reading_ahead_stops_on_close_and_gc() -> None:
     before = _ours()
-    it = prefetch_map(_jittery_square, range(10**6), depth=4, threads=2)
+    it = ahead(_jittery_square, range(10**6), depth=4, threads=2)
     next(it)
     assert len(_ours() - before) == 2
     it.close()
     assert _ours() == before
-    it = prefetch_map(_jittery_square, range(10**6), depth=4, threads=2)
+    it = ahead(_jittery_square, range(10**6), depth=4, threads=2)
     next(it)
     del it
     gc.collect()
@@ -84,7 +91,7 @@ def test_prefetch_map_stops_on_close_and_gc() -> None:
 
 def test_bad_depth() -> None:
     with pytest.raises(PescadorError, match="depth"):
-        prefetch_map(abs, [1], depth=0)
+        adaptive_map(abs, [1], depth=0)
     with pytest.raises(PescadorError, match="method"):
         Prefetcher(zarrmux.Streamer(count, 3), method="gpu")
     with pytest.raises(PescadorError, match="depth"):

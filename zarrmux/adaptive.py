@@ -10,9 +10,14 @@ thread delivered about 0.8x of the same reads done in the consumer's
 thread; ``tools/bench_sampler.py`` compares the defaults with
 ``prefetch=0``).
 
-:func:`adaptive_map` yields ``(task, fn(task))`` in task order, like
-:func:`zarrmux.prefetch.prefetch_map`, and decides as it goes, from moving
-averages of timings per batch:
+:func:`adaptive_map` yields ``(task, fn(task))`` **in task order**.  Reading
+ahead, at most ``depth`` tasks are in flight besides the result the consumer
+holds, so memory is bounded by ``depth + 1`` results; a task's exception is
+re-raised in the consumer; the threads stop (joined, pending tasks
+cancelled) when the iteration ends, when the generator is closed or
+garbage-collected, when the consumer is interrupted or on an error; the
+tasks iterator is advanced in the consumer's thread only.  It decides as it
+goes, from moving averages of timings per batch:
 
 * ``read``: wall time of ``fn(task)``;
 * ``consume``: time the consumer spends between taking a batch and asking

@@ -1,14 +1,10 @@
-"""Background execution: ordered, bounded prefetch in threads, and :class:`Prefetcher`.
+"""Background execution: a pool of reading threads, and :class:`Prefetcher`.
 
-:func:`prefetch_map`
-    ``fn(task)`` for every task of an iterator, run ahead by a small pool of
-    threads, results yielded **in task order**.  At most ``depth`` tasks are
-    in flight besides the result the consumer holds, so memory is bounded by
-    ``depth + 1`` results.  A task's exception is re-raised in the consumer.
-    The pool stops (threads joined, pending tasks cancelled) when the
-    iteration ends, when the generator is closed or garbage-collected, when
-    the consumer is interrupted (``KeyboardInterrupt`` while waiting) or on an
-    error.  The tasks iterator is advanced in the consumer's thread only.
+:class:`ThreadPool`
+    The threads that run tasks ahead for :func:`zarrmux.adaptive.adaptive_map`
+    (the sampler's reading ahead): results come back as futures, a task's
+    exception is re-raised in the consumer, and ``shutdown`` joins the
+    threads and cancels the tasks not started.
 :class:`Prefetcher`
     Runs any picklable ``Streamer`` (or mux) in a background thread or a
     spawned process and yields its items in order.
@@ -16,7 +12,6 @@
 
 from __future__ import annotations
 
-import collections
 import itertools
 import math
 import multiprocessing as mp
@@ -35,7 +30,7 @@ import numpy as np
 from . import core
 from .exceptions import PescadorError
 
-__all__ = ["ThreadPool", "prefetch_map", "Prefetcher"]
+__all__ = ["ThreadPool", "Prefetcher"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -110,55 +105,6 @@ class ThreadPool:
     @property
     def threads(self) -> list[threading.Thread]:
         return list(self._threads)
-
-
-def prefetch_map(
-    fn: Callable[[T], R],
-    tasks: Iterable[T],
-    *,
-    depth: int,
-    threads: int = 1,
-    name: str = "zarrmux-prefetch",
-) -> Iterator[tuple[T, R]]:
-    """Yield ``(task, fn(task))`` in task order, computed ahead in background threads.
-
-    Parameters
-    ----------
-    fn : callable
-        Run in the worker threads; must be thread-safe.
-    tasks : iterable
-        Advanced in the consumer's thread, ``depth`` tasks ahead of it.
-    depth : int > 0
-        Tasks submitted ahead of the result being consumed.
-    threads : int > 0
-        Worker threads (at most ``depth`` are useful).
-
-    Yields
-    ------
-    (task, result)
-    """
-    if depth < 1:
-        raise PescadorError(f"depth={depth!r} must be >= 1")
-    return _prefetch(fn, iter(tasks), depth, max(1, min(threads, depth)), name)
-
-
-def _prefetch(fn: Callable[[T], R], it: Iterator[T], depth: int, threads: int, name: str) -> Iterator[tuple[T, R]]:
-    pool = ThreadPool(fn, threads, name)
-    pending: collections.deque[tuple[T, Future]] = collections.deque()
-    try:
-        for task in itertools.islice(it, depth):
-            pending.append((task, pool.submit(task)))
-        while pending:
-            task, fut = pending.popleft()
-            result = fut.result()
-            del fut
-            for nxt in itertools.islice(it, 1):
-                pending.append((nxt, pool.submit(nxt)))
-            yield task, result
-            del task, result
-    finally:
-        pool.shutdown([f for _, f in pending])
-        pending.clear()
 
 
 # ---------------------------------------------------------------------- Prefetcher
