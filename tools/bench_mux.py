@@ -30,6 +30,7 @@ import argparse
 import hashlib
 import statistics
 import time
+import timeit
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -186,6 +187,17 @@ def main() -> None:
         f = report("generators + np.array batching", r["floor"])
         print(f"ratio zarrmux/pescador: windows {z / p:.2f}x; the limit (in memory) {zl / pl:.2f}x; "
               f"a mux costing nothing would give {f / p:.2f}x (floor / pescador)")
+        made, drawn = user_costs()
+        print(f"in the generators (both libraries): np.random.RandomState(seed) {made:.1f} us per activation, "
+              f"randint {drawn:.2f} us per window (best of 5)")
+
+
+def user_costs() -> tuple[float, float]:
+    """Microseconds of the generators' own calls: making a ``RandomState``, and one ``randint``."""
+    rng = np.random.RandomState(0)
+    made = min(timeit.repeat(lambda: np.random.RandomState(1000), number=200, repeat=5)) / 200
+    drawn = min(timeit.repeat(lambda: rng.randint(0, ROWS - WINDOW), number=20000, repeat=5)) / 20000
+    return made * 1e6, drawn * 1e6
 
 
 if __name__ == "__main__":

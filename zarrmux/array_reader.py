@@ -62,7 +62,7 @@ from .chunk_fault import MISSING, ChunkFault
 from .shard_completeness import index_problem, required_chunks
 from .shard_index_cache import ShardIndexCache
 
-#: (ChunkFault is raised here and also importable from here, as before it had a module of its own)
+#: ChunkFault, raised by the reader, is importable from here too: callers catch it beside ArrayReader
 __all__ = ["ArrayReader", "ChunkFault", "FALLBACK_BLOCK_BYTES"]
 
 #: fallback (zarr-slicing) reads are cut into row blocks of at most this many bytes

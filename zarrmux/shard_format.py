@@ -294,9 +294,7 @@ def decode_chunk(
         if _BLOSC_CTX is not None:
             if src_address is None:
                 src_address = np.frombuffer(raw, dtype=np.uint8).ctypes.data
-            got = _BLOSC_CTX(src_address, out.ctypes.data if out_address is None else out_address, expected, 1)
-            if got != expected:
-                raise FormatError(f"blosc cannot decode the frame (code {got})")
+            _blosc_at(src_address, out.ctypes.data if out_address is None else out_address, expected)
             return
         from numcodecs import blosc as nb
 
@@ -325,13 +323,18 @@ def decode_mapped(info: InnerCodecs, view: Any, at: int, length: int, base: int,
     :func:`decode_chunk`.
     """
     if _BLOSC_CTX is not None and info.compressor == "blosc":
-        expected = out.nbytes
-        _check_blosc(view, expected, at, length)
-        got = _BLOSC_CTX(base + at, out_address, expected, 1)
-        if got != expected:
-            raise FormatError(f"blosc cannot decode the frame (code {got})")
+        _check_blosc(view, out.nbytes, at, length)
+        _blosc_at(base + at, out_address, out.nbytes)
         return
     decode_chunk(info, view[at : at + length], out)
+
+
+def _blosc_at(src_address: int, out_address: int, expected: int) -> None:
+    """Decode the (checked) blosc frame at ``src_address`` into ``expected`` bytes at ``out_address``, outside the GIL."""
+    assert _BLOSC_CTX is not None
+    got = _BLOSC_CTX(src_address, out_address, expected, 1)
+    if got != expected:
+        raise FormatError(f"blosc cannot decode the frame (code {got})")
 
 
 # ----------------------------------------------------------------------------- encoding (the converter)
