@@ -205,20 +205,46 @@ class Streamer:
         finally:
             self.__exit__(None, None, None)
 
-    def start_bare(self, max_iter: int) -> tuple[Iterator[Any], Iterator[Any]] | None:
+    def bare_source(self) -> tuple[Callable[..., Iterator[Any]], tuple[Any, ...]] | None:
+        """``(function, args)`` if this streamer can start bare (see :meth:`start_bare`), else None.
+
+        True of a plain ``Streamer`` of a generator function over immutable
+        positional arguments.  The answer depends only on what the streamer
+        wraps, so a mux that owns its streamers may ask once and keep it.
+        """
+        source, args, kwargs = self.streamer, self.args, self.kwargs
+        if (
+            type(source) is FunctionType
+            and source.__code__.co_flags & CO_GENERATOR
+            and type(self) is Streamer
+            and self.stream_ is None
+            and type(args) is tuple
+            and type(kwargs) is dict
+            and not kwargs
+            and _ATOMIC.issuperset(map(type, args))  # _own_copies, for a function
+        ):
+            return source, args
+        return None
+
+    def start_bare(
+        self, max_iter: int, source: tuple[Callable[..., Iterator[Any]], tuple[Any, ...]] | None = None
+    ) -> tuple[Iterator[Any], Iterator[Any]] | None:
         """Start one activation as bare iterators, for a mux that owns this streamer.
 
         What :meth:`iterate` does, without the generator around the items (a
         mux starts a stream every few items and draws each item through it).
-        Only for a plain ``Streamer`` of a generator function over immutable
-        arguments, which runs no code of the caller's until its first item, so
-        starting it now or at its first draw is the same.  The activation
-        counts in :attr:`active` until :meth:`finish_bare`.
+        Only for a streamer :meth:`bare_source` accepts: its generator function
+        runs no code of the caller's until its first item, so starting it now
+        or at its first draw is the same.  The activation counts in
+        :attr:`active` until :meth:`finish_bare`.
 
         Parameters
         ----------
         max_iter : int
             Maximum number of items.
+        source : (function, args) or None
+            What :meth:`bare_source` returned for this streamer, to skip its
+            checks; ``None`` checks.
 
         Returns
         -------
@@ -227,21 +253,15 @@ class Streamer:
             exhausted, call ``finish_bare(generator)``.  ``None`` for any other
             streamer or ``max_iter``: use :meth:`iterate`.
         """
-        source, args, kwargs = self.streamer, self.args, self.kwargs
-        if not (
-            type(source) is FunctionType
-            and source.__code__.co_flags & CO_GENERATOR
-            and type(self) is Streamer
-            and self.stream_ is None
-            and type(max_iter) is int
-            and type(args) is tuple
-            and type(kwargs) is dict
-            and not kwargs
-            and _ATOMIC.issuperset(map(type, args))  # _own_copies, for a function
-        ):
+        if type(max_iter) is not int:
             return None
+        if source is None:
+            source = self.bare_source()
+            if source is None:
+                return None
+        function, args = source
         try:
-            generator = source(*args)
+            generator = function(*args)
         except TypeError:
             return None  # arguments that do not fit: iterate raises at the first draw, as pescador
         self.active_count_ += 1

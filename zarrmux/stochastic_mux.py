@@ -35,6 +35,8 @@ DISTRIBUTIONS = ("constant", "binomial", "poisson")
 
 #: what ``next(stream, _END)`` returns for an exhausted stream: cheaper than catching StopIteration
 _END: Any = object()
+#: a streamer not yet asked whether it can start bare
+_UNKNOWN: Any = object()
 
 
 def _item_limit(max_iter: Any) -> tuple[bool, int | None]:
@@ -160,6 +162,8 @@ class StochasticMux(BaseMux):
         #: per active position, (streamer, generator) of a stream started bare, to finish when it
         #: is exhausted; None until the mux's own iterate runs on a copy nobody else sees
         self._bare: list[Any] | None = None
+        self._weight_list: list[float] = []  # weights as floats, for _restart_stream
+        self._sources: list[Any] = []  # per streamer, its bare_source() once asked (_restart_stream)
 
     def _initial_stream_weights(self) -> np.ndarray:
         """The weights of the first ``n_active`` streams (pescador 3.0 draws them)."""
@@ -242,6 +246,7 @@ class StochasticMux(BaseMux):
             assert streams is not None, "an activated mux has its streams"
             # a private copy: its streams may start bare (see core.Streamer.start_bare)
             bare = mux._bare = [None] * len(streams) if mux is not self else None
+            plain = bare is not None and mux._plain_restarts()
             while live and (limit is None or n < limit):
                 for done in count(n) if limit is None else range(n, limit):
                     idx = bisect(cdf, uniform())
@@ -257,13 +262,78 @@ class StochasticMux(BaseMux):
                     streamer, generator = bare[idx]
                     bare[idx] = None
                     streamer.finish_bare(generator)
-                mux._on_stream_exhausted(idx)
-                mux._replace_stream(idx)
+                if plain:
+                    mux._restart_stream(idx)
+                else:
+                    mux._on_stream_exhausted(idx)
+                    mux._replace_stream(idx)
                 streams, cdf, live = mux.streams_, mux._cdf, mux._live
                 assert streams is not None, "an activated mux has its streams"
                 if mux.stream_counts_ is not counts_of:
                     counts_of = mux.stream_counts_
                     counts = counter_view(counts_of)
+
+    def _plain_restarts(self) -> bool:
+        """Whether :meth:`_restart_stream` may replace exhausted streams (and get it ready).
+
+        For this class's own hooks, mode ``with_replacement`` and binomial
+        quotas of a finite rate.
+        """
+        cls = type(self)
+        hooks = ("_on_stream_exhausted", "_replace_stream", "_new_stream", "_activate_stream", "_n_samples_to_stream")
+        if any(getattr(cls, h) is not getattr(StochasticMux, h) for h in hooks):
+            return False
+        if self.mode != "with_replacement" or self.dist != "binomial" or self.rate is None:
+            return False
+        self._weight_list = self.weights.tolist()
+        self._sources = [_UNKNOWN] * self.n_streams
+        return True
+
+    def _restart_stream(self, idx: int) -> None:
+        """Replace exhausted active stream ``idx``: ``_on_stream_exhausted``, then ``_replace_stream``.
+
+        On a private copy that :meth:`_plain_restarts` accepted.  The usual
+        case is done here in one call: the stream drew items (nothing to
+        prune), ``distribution_`` is known to sum to 1.0 and the float64 total
+        is current, so only the new stream changes.  Anything else goes
+        through the hooks.
+        """
+        dist_cdf = self._dist_cdf
+        if not (
+            dist_cdf is not None
+            and self._dist_unit
+            and self._norm_fresh
+            and self._float64
+            and (self.stream_counts_[idx] or self.prune_empty_streams is not True)
+        ):
+            self._on_stream_exhausted(idx)
+            self._replace_stream(idx)
+            return
+        # _new_stream
+        k = bisect_right(dist_cdf, self._draws.uniform())  # type: ignore[union-attr]
+        self.stream_idxs_[idx] = k
+        # _activate_stream
+        weight = self._weight_list[k]
+        sw = self.stream_weights_
+        old_weight = sw.item(idx)
+        quota = self._binomial_quota(weight, float(self.weight_norm_) - old_weight + weight)
+        if quota is None:
+            quota = self._n_samples_to_stream(weight, idx)
+        streamer = self.streamers[k]
+        source = self._sources[k]
+        if source is _UNKNOWN:
+            source = self._sources[k] = streamer.bare_source() if type(streamer) is core.Streamer else None
+        started = None if source is None else streamer.start_bare(quota, source)
+        if started is None:
+            self.streams_[idx] = streamer.iterate(max_iter=quota)  # type: ignore[index]
+        else:
+            self.streams_[idx] = started[0]  # type: ignore[index]
+            self._bare[idx] = (streamer, started[1])  # type: ignore[index]
+        self.stream_counts_[idx] = 0
+        # _replace_stream: a new weight changes the total and the cdf
+        if weight != old_weight:
+            sw[idx] = weight
+            self._set_weight_norm()
 
     def _on_stream_exhausted(self, idx: int) -> None:
         if self.prune_empty_streams is True and self.stream_counts_[idx] == 0:
@@ -289,21 +359,31 @@ class StochasticMux(BaseMux):
             return 1 + self.rng.poisson(lam=self.rate - 1)
         # binomial: Bin((rate-1) / (1-p), 1-p), p = chance of drawing this stream among the active
         if self._float64:
-            # pescador's float64 arithmetic in Python floats (the same IEEE operations,
-            # in the same order), with the cached total when it is current
+            # with the cached total when it is current
             sw = self.stream_weights_
             total = self.weight_norm_ if self._norm_fresh else sw.sum()
-            denom = float(total) - float(sw[old_idx]) + float(weight)
-            if denom > 0.0:
-                p = float(weight) / denom
-                if p > 0.9999:
-                    return 1 + self.rng.poisson(lam=self.rate - 1)
-                return 1 + self.rng.binomial((self.rate - 1) / (1 - p), 1 - p)
+            quota = self._binomial_quota(float(weight), float(total) - float(sw[old_idx]) + float(weight))
+            if quota is not None:
+                return quota
         with np.errstate(invalid="ignore"):
             p = weight / (self.stream_weights_.sum() - self.stream_weights_[old_idx] + weight)
         if p > 0.9999 or np.isnan(p):
             return 1 + self.rng.poisson(lam=self.rate - 1)
         return 1 + self.rng.binomial((self.rate - 1) / (1 - p), 1 - p)
+
+    def _binomial_quota(self, weight: float, denom: float) -> int | None:
+        """The binomial quota of a stream of ``weight`` among active weights summing to ``denom``.
+
+        pescador's float64 arithmetic in Python floats: the same IEEE
+        operations, in the same order.  ``None`` if ``denom <= 0`` (numpy's
+        arithmetic decides then).
+        """
+        if not denom > 0.0:
+            return None
+        p = weight / denom
+        if p > 0.9999:
+            return 1 + self.rng.poisson(lam=self.rate - 1)  # type: ignore[operator]
+        return 1 + self.rng.binomial((self.rate - 1) / (1 - p), 1 - p)  # type: ignore[operator]
 
     def _activate_stream(self, idx: int, old_idx: int) -> tuple[Iterator[Any], float]:
         """Start streamer ``idx`` at active position ``old_idx``; returns (stream, weight)."""
