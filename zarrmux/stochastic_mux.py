@@ -7,8 +7,8 @@ The draws are the same draws, made cheaper: the per-item
 bisection of a cached cumulative distribution, which is what ``choice``
 computes.
 
-Part of the streaming core: imports numpy, ``core``, ``util``, ``mux_params``
-and ``mux_base`` only.
+Part of the streaming core: imports numpy, ``core``, ``util``, ``mux_params``,
+``mux_base`` and ``draw_blocks`` only.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any, cast
 import numpy as np
 
 from . import core
+from .draw_blocks import BlockDraws
 from .exceptions import PescadorError
 from .mux_base import BaseMux, counter_view
 from .mux_params import check_count, check_option, normalised_weights
@@ -152,7 +153,7 @@ class StochasticMux(BaseMux):
         self.stream_counts_ = None
         self.stream_weights_: Any = None
         self.weight_norm_: Any = None
-        self._draws: Draws | None = None
+        self._draws: Draws | BlockDraws | None = None
         self._cdf: list[float] = []  # cdf of stream_weights_ / weight_norm_
         self._dist_cdf: list[float] | None = None  # cdf of distribution_; None when stale
         self._dist_unit = False  # distribution_ unchanged since its sum was found exactly 1.0, entries > 0
@@ -236,28 +237,47 @@ class StochasticMux(BaseMux):
             return
         # BaseMux.iterate with both hooks inlined.  The inner loop runs until a
         # stream is exhausted (the only event that changes the draw's cdf or
-        # the loop condition): per item one draw, one bisection, one next().
+        # the loop condition): per item one draw (planned in blocks, or one
+        # numpy call and a bisection), one next().
         with self as mux:
             n = 0
             bisect, next_item, end = bisect_right, next, _END  # locals: the cheapest lookups
-            uniform = mux._draws.uniform  # type: ignore[union-attr]
             counts_of = mux.stream_counts_
             streams, counts, cdf, live = mux.streams_, counter_view(counts_of), mux._cdf, mux._live
             assert streams is not None, "an activated mux has its streams"
-            # a private copy: its streams may start bare (see core.Streamer.start_bare)
+            # a private copy: its streams may start bare (see core.Streamer.start_bare),
+            # its draws may be made in blocks (see draw_blocks)
             bare = mux._bare = [None] * len(streams) if mux is not self else None
             plain = bare is not None and mux._plain_restarts()
+            blocks = BlockDraws(mux.rng) if plain and mux._quotas_by_inversion() else None
+            if blocks is not None:
+                mux._draws = blocks
+            uniform = mux._draws.uniform  # type: ignore[union-attr]
             while live and (limit is None or n < limit):
-                for done in count(n) if limit is None else range(n, limit):
-                    idx = bisect(cdf, uniform())
-                    item = next_item(streams[idx], end)
-                    if item is end:
-                        n = done  # items so far
-                        break
-                    yield item
-                    counts[idx] += 1
+                if blocks is not None:
+                    window = blocks.window(cdf, None if limit is None else limit - n)
+                    for idx in window:
+                        item = next_item(streams[idx], end)
+                        if item is end:
+                            break
+                        yield item
+                        counts[idx] += 1
+                        n += 1
+                    else:
+                        blocks.commit(window)
+                        continue  # the window ended: the limit, or the next window
+                    blocks.commit(window)  # the draw that found stream idx exhausted included
                 else:
-                    return  # limit items
+                    for done in count(n) if limit is None else range(n, limit):
+                        idx = bisect(cdf, uniform())
+                        item = next_item(streams[idx], end)
+                        if item is end:
+                            n = done  # items so far
+                            break
+                        yield item
+                        counts[idx] += 1
+                    else:
+                        return  # limit items
                 if bare is not None and bare[idx] is not None:
                     streamer, generator = bare[idx]
                     bare[idx] = None
@@ -288,6 +308,27 @@ class StochasticMux(BaseMux):
         self._weight_list = self.weights.tolist()
         self._sources = [_UNKNOWN] * self.n_streams
         return True
+
+    def _quotas_by_inversion(self) -> bool:
+        """Whether every quota this copy draws is a binomial numpy draws by inversion.
+
+        Then :class:`~zarrmux.draw_blocks.BlockDraws` repeats every draw of
+        the mux exactly.  With a private generator (not the shared
+        ``np.random``), float64 weights all positive and ``rate <= 30``: a
+        stream's chance among the active, ``p = w / (w + the others)``, stays
+        under 0.9999 (no Poisson quota), and ``n * min(p, 1 - p) <= rate - 1``
+        stays under 30 (no BTPE).
+        """
+        w = self.weights
+        return (
+            isinstance(self.rng, (np.random.RandomState, np.random.Generator))
+            and self._float64
+            and self.rate is not None
+            and self.rate <= 30
+            and self.n_active >= 2
+            and bool((w > 0).all())
+            and (self.n_active - 1) * float(w.min()) > 2e-4 * float(w.max())
+        )
 
     def _restart_stream(self, idx: int) -> None:
         """Replace exhausted active stream ``idx``: ``_on_stream_exhausted``, then ``_replace_stream``.
@@ -381,9 +422,10 @@ class StochasticMux(BaseMux):
         if not denom > 0.0:
             return None
         p = weight / denom
+        draws = self._draws if self._draws is not None else Draws(self.rng)
         if p > 0.9999:
-            return 1 + self.rng.poisson(lam=self.rate - 1)  # type: ignore[operator]
-        return 1 + self.rng.binomial((self.rate - 1) / (1 - p), 1 - p)  # type: ignore[operator]
+            return 1 + draws.poisson(lam=self.rate - 1)  # type: ignore[operator]
+        return 1 + draws.binomial((self.rate - 1) / (1 - p), 1 - p)  # type: ignore[operator]
 
     def _activate_stream(self, idx: int, old_idx: int) -> tuple[Iterator[Any], float]:
         """Start streamer ``idx`` at active position ``old_idx``; returns (stream, weight)."""

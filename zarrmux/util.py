@@ -156,15 +156,18 @@ class Draws:
 
     With a ``RandomState`` (or the global ``np.random``) every draw consumes the
     generator exactly as the pescador 3.0 call it replaces, so sequences match.
+    :class:`~zarrmux.draw_blocks.BlockDraws` makes the same draws in blocks.
     """
 
-    __slots__ = ("rng", "uniform", "legacy")  # the muxes bisect a cached cdf with ``uniform()``
+    __slots__ = ("rng", "uniform", "legacy", "binomial", "poisson")  # the muxes bisect a cached cdf with ``uniform()``
 
     def __init__(self, rng: Any) -> None:
         self.rng = rng
         self.legacy = is_legacy_rng(rng)
         #: one float in [0, 1): what ``RandomState.choice(p=...)`` draws for a scalar
         self.uniform = rng.random_sample if self.legacy else rng.random
+        self.binomial = rng.binomial
+        self.poisson = rng.poisson
 
 
 def cdf_of(p: np.ndarray) -> list[float]:
