@@ -47,7 +47,8 @@ class BlockDraws:
         Private to this object from now on: it is drawn up to ``block``
         doubles ahead of the draws made.
     block : int > 0
-        Doubles drawn per numpy call.
+        Doubles drawn per numpy call, once warmed up (the first calls draw
+        fewer).
 
     Examples
     --------
@@ -61,6 +62,7 @@ class BlockDraws:
         self._legacy = is_legacy_rng(rng)
         self._fill = rng.random_sample if self._legacy else rng.random
         self._block = block
+        self._size = min(MIN_SPAN, block)  # doubles drawn at the next refill
         self._doubles: np.ndarray = np.empty(0)
         self._next = 0  # index in _doubles of the next draw
         self._window = (0, 0)  # (start, length) in _doubles of the last window
@@ -71,7 +73,9 @@ class BlockDraws:
         self._span = MIN_SPAN
 
     def _refill(self) -> None:
-        self._doubles = self._fill(self._block)
+        # small blocks first (a mux of a few items draws few), then doubling up to `block`
+        self._doubles = self._fill(self._size)
+        self._size = min(2 * self._size, self._block)
         self._next = 0
         self._bisected = (0, 0)
 

@@ -134,6 +134,8 @@ class StochasticMux(BaseMux):
                 f"mode={mode} requires that n_active={n_active} be at most the number of streamers={self.n_streams}"
             )
         self.weights = normalised_weights(weights, self.n_streams, as_float64=False)
+        self._small_quotas: tuple[Any, bool] = (None, False)  # (parameters, _quotas_by_inversion's bound holds)
+        self._quotas_by_inversion()
 
     def _check_rate(self, rate: Any) -> float | None:
         if rate is None:
@@ -319,15 +321,21 @@ class StochasticMux(BaseMux):
         under 0.9999 (no Poisson quota), and ``n * min(p, 1 - p) <= rate - 1``
         stays under 30 (no BTPE).
         """
-        w = self.weights
+        key = (id(self.weights), self.rate, self.n_active)
+        if self._small_quotas[0] != key:
+            w = self.weights
+            small = (
+                self.rate is not None
+                and self.rate <= 30
+                and self.n_active >= 2
+                and float(w.min()) > 0
+                and (self.n_active - 1) * float(w.min()) > 2e-4 * float(w.max())
+            )
+            self._small_quotas = (key, small)  # copied to every activated copy
         return (
-            isinstance(self.rng, (np.random.RandomState, np.random.Generator))
+            self._small_quotas[1]
             and self._float64
-            and self.rate is not None
-            and self.rate <= 30
-            and self.n_active >= 2
-            and bool((w > 0).all())
-            and (self.n_active - 1) * float(w.min()) > 2e-4 * float(w.max())
+            and isinstance(self.rng, (np.random.RandomState, np.random.Generator))
         )
 
     def _restart_stream(self, idx: int) -> None:
