@@ -126,3 +126,14 @@ def test_generator_random_state_gives_the_same_sequence_in_blocks(rate: int) -> 
         for cls in (zarrmux.StochasticMux, OneAtATime)
     ]
     assert seqs[0] == seqs[1]
+
+
+def test_inversion_plan_refuses_btpe_always_and_a_doubtful_bound_only_when_strict() -> None:
+    from zarrmux.binomial_inversion import inversion_plan
+
+    assert inversion_plan(100, 0.5) is None and inversion_plan(100, 0.5, strict=False) is None  # BTPE
+    # p = 0: the bound is 0 + 10 * sqrt(1) = 10 exactly, where a fused multiply-add could round otherwise
+    assert inversion_plan(15, 0.0) is None
+    assert inversion_plan(15, 0.0, strict=False) == (False, 0.0, 1.0, 1.0, 10)
+    flip, p, q, qn, bound = inversion_plan(15, 0.97)  # type: ignore[misc]
+    assert flip and abs(p - 0.03) < 1e-12 and q == 1.0 - p and 0 < qn < 1 and bound == 12

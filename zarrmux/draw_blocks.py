@@ -17,17 +17,17 @@ the values come out the same, in the same order.  The generator must be
 private to the caller: it runs up to a block ahead of the draws made.
 :class:`~zarrmux.util.Draws` offers the same methods one numpy call at a time.
 
-Part of the streaming core: imports numpy and ``util`` only.
+Part of the streaming core: imports numpy, ``util`` and ``binomial_inversion`` only.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from .binomial_inversion import inversion_count, inversion_plan
 from .util import is_legacy_rng
 
 __all__ = ["BlockDraws", "BLOCK"]
@@ -128,6 +128,10 @@ class BlockDraws:
     def binomial(self, n: float, p: float) -> int:
         """``rng.binomial(n, p)``, from the next doubles (``n`` truncated to an int, as numpy does).
 
+        numpy's algorithm (see ``binomial_inversion``), where only a count
+        over ten standard deviations out could be told apart from numpy's on
+        a machine whose numpy was compiled with fused multiply-adds.
+
         Raises
         ------
         ValueError
@@ -137,33 +141,10 @@ class BlockDraws:
         n = int(n)
         if (n == 0 or p == 0.0) and not self._legacy:
             return 0  # a Generator draws nothing; a RandomState draws as for any n, p
-        if p <= 0.5:
-            if p * n <= 30.0:
-                return self._inversion(n, p)
-        elif (1.0 - p) * n <= 30.0:
-            return n - self._inversion(n, 1.0 - p)
-        raise ValueError(f"binomial(n={n}, p={p}): numpy draws it by BTPE, which BlockDraws does not repeat")
-
-    def _inversion(self, n: int, p: float) -> int:
-        # numpy's random_binomial_inversion, operation for operation (the same IEEE
-        # arithmetic, the same libm): the count of doubles drawn is part of the result
-        q = 1.0 - p
-        qn = math.exp(n * math.log(q))
-        mean = n * p
-        bound = int(min(n, mean + 10.0 * math.sqrt(mean * q + 1)))
-        x = 0
-        px = qn
-        u = self.uniform()
-        while u > px:
-            x += 1
-            if x > bound:
-                x = 0
-                px = qn
-                u = self.uniform()
-            else:
-                u -= px
-                px = ((n - x + 1) * p * px) / (x * q)
-        return x
+        plan = inversion_plan(n, p, strict=False)
+        if plan is None:
+            raise ValueError(f"binomial(n={n}, p={p}): numpy draws it by BTPE, which BlockDraws does not repeat")
+        return inversion_count(n, plan, self.uniform)
 
     def poisson(self, lam: float) -> int:
         """Not repeated here: a mux drawing Poisson quotas draws them one at a time."""

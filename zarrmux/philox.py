@@ -8,16 +8,16 @@ overhead apiece, so a block draws the raw 64-bit outputs of its Philox
 stream in one call and :class:`Draws` replays numpy's arithmetic on them
 (doubles, binomial inversion, Lemire's bounded integers); anything else is
 left to numpy itself.  :func:`uniform_starts` draws a batch's window starts.
-Pure: imports numpy only.
+Pure: imports numpy and ``binomial_inversion`` only.
 """
 
 from __future__ import annotations
 
-import functools
-import math
 import sys
 
 import numpy as np
+
+from .binomial_inversion import inversion_count, inversion_plan
 
 __all__ = ["Draws", "uniform_starts", "PHILOX_BUFFER_SIZE", "TWO_M53"]
 
@@ -32,32 +32,6 @@ TWO_M53 = 1.0 / 9007199254740992.0  # next_double(): (output >> 11) * 2**-53
 def _halves(a: np.ndarray) -> np.ndarray:
     """The 32-bit halves of the uint64 array ``a``: low, high, low, high, ..."""
     return a.view(np.uint32) if _LITTLE else a.astype("<u8").view("<u4")
-
-
-@functools.lru_cache(maxsize=1024)
-def _inversion(n: int, p: float) -> tuple[bool, float, float, float, int] | None:
-    """How numpy's ``binomial(n, p)`` (``n > 0``, ``0 < p <= 1``) draws by inversion.
-
-    Returns ``(flip, p', q', q'**n, bound)`` (``flip``: the result is ``n``
-    minus the inversion's count with success chance ``p'``), or None when
-    numpy would use its BTPE algorithm instead, or when its ``bound`` could
-    come out otherwise in C (a fused multiply-add could move a value within a
-    few ulps of an integer across it): then numpy draws.
-    """
-    if n > 1 << 53:
-        return None
-    flip = p > 0.5
-    if flip:
-        p = 1.0 - p
-    if not p * n <= 30.0:
-        return None
-    q = 1.0 - p
-    qn = math.exp(n * math.log(q))
-    np_ = n * p
-    b = np_ + 10.0 * math.sqrt(np_ * q + 1)
-    if abs(b - round(b)) <= 1e-9 * max(1.0, b):
-        return None
-    return flip, p, q, qn, int(min(n, b))
 
 
 class Draws:
@@ -128,24 +102,11 @@ class Draws:
         """As ``Generator.binomial(n, p)``: numpy's inversion algorithm when it applies."""
         if n == 0 or p == 0.0:
             return 0  # no draw
-        how = _inversion(n, p) if self.raw is not None and 0.0 < p <= 1.0 else None
-        if how is None:
+        plan = inversion_plan(n, p) if self.raw is not None and 0.0 < p <= 1.0 else None
+        if plan is None:
             self.to_generator()
             return int(self.gen.binomial(n, p))
-        flip, p, q, qn, bound = how
-        x = 0
-        px = qn
-        u = self.random()
-        while u > px:
-            x += 1
-            if x > bound:
-                x = 0
-                px = qn
-                u = self.random()
-            else:
-                u -= px
-                px = ((n - x + 1) * p * px) / (x * q)
-        return n - x if flip else x
+        return inversion_count(n, plan, self.random)
 
     def random_array(self, count: int) -> np.ndarray:
         """The next ``count`` doubles in ``[0, 1)``, as ``Generator.random(count)``."""
