@@ -141,7 +141,7 @@ class BlockDraws:
         n = int(n)
         if (n == 0 or p == 0.0) and not self._legacy:
             return 0  # a Generator draws nothing; a RandomState draws as for any n, p
-        plan = inversion_plan(n, p, strict=False)
+        plan = inversion_plan(n, p, False)  # not strict (positional: the cheaper cache key)
         if plan is None:
             raise ValueError(f"binomial(n={n}, p={p}): numpy draws it by BTPE, which BlockDraws does not repeat")
         return inversion_count(n, plan, self.uniform)
