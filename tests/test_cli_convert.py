@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import time
 import os
 import pty
 import struct
@@ -160,8 +161,11 @@ def test_progress_bar_on_a_terminal_and_console_script(src: Path, tmp_path: Path
 
 
 def test_unreachable_scheduler_is_a_clear_error(src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["convert", str(src), "-o", str(tmp_path / "s.zarr"), "--scheduler", "tcp://127.0.0.1:1", "-q"])
+    t0 = time.monotonic()
+    code = main(["convert", str(src), "-o", str(tmp_path / "s.zarr"), "--scheduler", "tcp://127.0.0.1:1",
+                 "--connect-timeout", "1.5", "-q"])
     err = capsys.readouterr().err
     assert code == 6
-    assert "tcp://127.0.0.1:1" in err and "Traceback" not in err
+    assert "tcp://127.0.0.1:1" in err and "within 1.5 s" in err and "Traceback" not in err
+    assert time.monotonic() - t0 < 8  # the timeout given, not the default 10 s
     assert not (tmp_path / "s.zarr" / "index").exists()  # nothing partial left

@@ -30,7 +30,7 @@ import json
 import sys
 from typing import Any
 
-from ._cli import add_verbose_option, int_at_least, seconds
+from ._cli import add_verbose_option, int_at_least, positive_number, seconds
 from .exit_codes import FAILURES, INTERRUPTED, MISMATCH, OK, SKIPPED, epilog, fail
 
 #: the ``--codec auto`` threshold, from zarrmux.key_codecs (not imported: it imports zarr, and
@@ -82,6 +82,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--level", type=int, help="compression level of compressed keys (default: 5 for lz4, 3 for zstd)")
     p.add_argument("--workers", type=int_at_least(1), help="parallel processes (default: number of cores)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on dask.distributed: tcp://host:8786 or 'local'")
+    p.add_argument("--connect-timeout", type=positive_number, metavar="SECONDS",
+                   help="with --scheduler ADDRESS: exit with code 6 if it cannot be reached within SECONDS (default: 10)")
     p.add_argument("--overwrite", action="store_true", help="replace entries whose name exists with different data")
     p.add_argument("--wait", action="store_true",
                    help="if another convert is writing DEST, wait until it is done instead of exiting with code 7 "
@@ -143,6 +145,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             level=args.level,
             workers=args.workers,
             scheduler=args.scheduler,
+            connect_timeout=args.connect_timeout,
             overwrite=args.overwrite,
             on_error=args.on_error,
             progress=show_bar,

@@ -105,6 +105,7 @@ def convert(
     level: int | None = None,
     workers: int | None = None,
     scheduler: Any = None,
+    connect_timeout: float | None = None,
     overwrite: bool = False,
     on_error: str = "raise",
     progress: bool | Callable[[int, int, int, int], None] | None = None,
@@ -153,6 +154,9 @@ def convert(
     scheduler : distributed.Client, str, optional
         Run the units as Dask tasks: a ``Client``, a scheduler address
         (``tcp://host:8786``), or ``'local'`` for a LocalCluster on 127.0.0.1.
+    connect_timeout : float > 0, optional
+        Seconds to reach a scheduler address before failing
+        (default: :data:`zarrmux.distributed.DEFAULT_CONNECT_TIMEOUT`, 10).
     overwrite : bool
         Replace entries whose name exists with different data (else an error).
     on_error : {'raise', 'skip'}
@@ -238,7 +242,7 @@ def convert(
             try:
                 return _convert_locked(
                     sources, dest, keys=keys, chunk_rows=chunk_rows, shard_rows=shard_rows, codec=codec, level=level,
-                    workers=workers, scheduler=scheduler, overwrite=overwrite, on_error=on_error, progress=progress,
+                    workers=workers, scheduler=scheduler, connect_timeout=connect_timeout, overwrite=overwrite, on_error=on_error, progress=progress,
                     group=group, unit_rows=unit_rows, commit_every=commit_every, t0=t0, lock=lock, names=names,
                     report=report,
                 )
@@ -276,6 +280,7 @@ def _convert_locked(
     level: int | None,
     workers: int,
     scheduler: Any,
+    connect_timeout: float | None,
     overwrite: bool,
     on_error: str,
     progress: Any,
@@ -392,7 +397,7 @@ def _convert_locked(
 
     try:
         if scheduler is not None:
-            results: Iterator[UnitResult] = run_dask(tasks, scheduler, workers)
+            results: Iterator[UnitResult] = run_dask(tasks, scheduler, workers, connect_timeout)
         elif not in_process:
             results = run_pool(tasks, min(workers, len(tasks)), lock)
         else:  # in this process, one unit after another, progress per entry

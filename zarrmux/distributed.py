@@ -198,14 +198,16 @@ def run_tasks(
     *,
     n_workers: int | None = None,
     processes: bool = True,
+    timeout: float = DEFAULT_CONNECT_TIMEOUT,
 ) -> Iterator[tuple[int, Any]]:
     """Run ``fn(item)`` for each item as Dask tasks; yield ``(position, result)`` as each completes.
 
     The first task that raises re-raises here (remaining tasks are cancelled).
     Tasks are submitted with ``pure=False`` so equal items still run.
+    ``timeout``: seconds to reach a scheduler address (see :func:`connect`).
     """
     distributed = require_distributed()
-    with get_client(scheduler, n_workers=n_workers, processes=processes) as client:
+    with get_client(scheduler, n_workers=n_workers, processes=processes, timeout=timeout) as client:
         futures = [client.submit(fn, item, pure=False, retries=1) for item in items]
         position = {f.key: i for i, f in enumerate(futures)}
         try:

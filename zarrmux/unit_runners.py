@@ -106,9 +106,15 @@ def run_pool(tasks: Sequence[UnitTask], workers: int, lock: WriterLock | None = 
         os.close(alive_r)
 
 
-def run_dask(tasks: Sequence[UnitTask], scheduler: Any, workers: int) -> Iterator[UnitResult]:
-    """Run ``tasks`` as Dask tasks on ``scheduler`` (:func:`zarrmux.distributed.run_tasks`), yielding results."""
+def run_dask(
+    tasks: Sequence[UnitTask], scheduler: Any, workers: int, connect_timeout: float | None = None
+) -> Iterator[UnitResult]:
+    """Run ``tasks`` as Dask tasks on ``scheduler`` (:func:`zarrmux.distributed.run_tasks`), yielding results.
+
+    ``connect_timeout``: seconds to reach a scheduler address (None: the default, 10).
+    """
     from . import distributed
 
-    for _, result in distributed.run_tasks(scheduler, convert_unit, tasks, n_workers=workers):
+    timeout = distributed.DEFAULT_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
+    for _, result in distributed.run_tasks(scheduler, convert_unit, tasks, n_workers=workers, timeout=timeout):
         yield result
