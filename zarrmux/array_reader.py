@@ -399,7 +399,11 @@ class ArrayReader:
 
         Raises :class:`ChunkFault` naming the chunk for corrupt bytes.
         """
-        self.decode_to(raw, c, out)
+        assert self.codecs is not None
+        try:
+            fmt.decode_chunk(self.codecs, self.check_crc(raw, c), out)
+        except fmt.FormatError as exc:
+            raise self.fault(c, str(exc)) from None
         a = out.view(self.store_dtype).reshape(self.chunk_rows, *self.trailing)
         a.flags.writeable = False
         return a
@@ -430,14 +434,6 @@ class ArrayReader:
         except fmt.FormatError as exc:
             raise self.fault(c, str(exc)) from None
         return True
-
-    def decode_to(self, raw: Any, c: int, out: np.ndarray, src_address: int | None = None, out_address: int | None = None) -> None:
-        """:meth:`decode_into` without making the chunk an array; the addresses as in :func:`shard_format.decode_chunk`."""
-        assert self.codecs is not None
-        try:
-            fmt.decode_chunk(self.codecs, self.check_crc(raw, c), out, src_address, out_address)
-        except fmt.FormatError as exc:
-            raise self.fault(c, str(exc)) from None
 
     def read_zarr_chunk(self, c: int) -> np.ndarray:
         """Row chunk ``c`` through zarr-python (the fallback mode)."""

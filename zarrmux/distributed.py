@@ -112,7 +112,7 @@ def connect(
     n_workers: int | None = None,
     processes: bool = True,
     threads_per_worker: int = 1,
-    timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    timeout: float | None = None,
 ) -> Connection:
     """A :class:`Connection` to ``scheduler``.
 
@@ -129,8 +129,8 @@ def connect(
         ``'local'`` workers are processes (default) or threads of this process.
     threads_per_worker : int > 0
         Threads per ``'local'`` worker.
-    timeout : float > 0
-        Seconds to wait for a scheduler address.
+    timeout : float > 0 or None
+        Seconds to wait for a scheduler address (None: :data:`DEFAULT_CONNECT_TIMEOUT`).
 
     Raises
     ------
@@ -146,6 +146,8 @@ def connect(
         return Connection(scheduler, owned=False)
     if not isinstance(scheduler, str) or not scheduler:
         raise ValueError(f"scheduler={scheduler!r} must be a distributed.Client, an address like tcp://host:8786, or 'local'")
+    if timeout is None:
+        timeout = DEFAULT_CONNECT_TIMEOUT
     if not (isinstance(timeout, (int, float)) and timeout > 0):
         raise ValueError(f"timeout={timeout!r} must be a number of seconds > 0")
     if scheduler == "local":
@@ -181,7 +183,7 @@ def get_client(
     n_workers: int | None = None,
     processes: bool = True,
     threads_per_worker: int = 1,
-    timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    timeout: float | None = None,
 ) -> Iterator[Any]:
     """A ``distributed.Client`` for ``scheduler`` (see :func:`connect`), closed afterwards if it was opened here."""
     conn = connect(scheduler, n_workers=n_workers, processes=processes, threads_per_worker=threads_per_worker, timeout=timeout)
@@ -198,7 +200,7 @@ def run_tasks(
     *,
     n_workers: int | None = None,
     processes: bool = True,
-    timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    timeout: float | None = None,
 ) -> Iterator[tuple[int, Any]]:
     """Run ``fn(item)`` for each item as Dask tasks; yield ``(position, result)`` as each completes.
 

@@ -277,8 +277,7 @@ class WindowSampler:
 
             try:
                 self._spec = distributed.corpus_spec(corpus)
-                timeout = distributed.DEFAULT_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
-                self._dask = distributed.connect(scheduler, timeout=timeout)
+                self._dask = distributed.connect(scheduler, timeout=connect_timeout)
             except BaseException:
                 if self._owns_corpus:
                     corpus.close()

@@ -115,6 +115,5 @@ def run_dask(
     """
     from . import distributed
 
-    timeout = distributed.DEFAULT_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
-    for _, result in distributed.run_tasks(scheduler, convert_unit, tasks, n_workers=workers, timeout=timeout):
+    for _, result in distributed.run_tasks(scheduler, convert_unit, tasks, n_workers=workers, timeout=connect_timeout):
         yield result
